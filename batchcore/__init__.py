@@ -1,0 +1,1 @@
+"""Shared core of the gateway and the workers: settings, database, run store, Workbench client."""

@@ -1,0 +1,187 @@
+"""The one place that reads and validates the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """A variable is missing or has a bad value; the message names it and the rule."""
+
+
+def _http_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name} must be an http(s) URL with a host, got {value!r}")
+    if parts.username or parts.password:
+        raise SettingsError(f"{name} must not carry credentials in the URL")
+    return value.rstrip("/")
+
+
+def _conductor_url(name: str, value: str) -> str:
+    url = _http_url(name, value)
+    if not url.endswith("/api"):
+        raise SettingsError(f"{name} must end in /api (as the Conductor SDK expects), got {url!r}")
+    return url
+
+
+def _database_url(name: str, value: str) -> str:
+    if not value.startswith(("postgresql://", "postgres://")) and "=" not in value:
+        raise SettingsError(f"{name} must be a postgresql:// URL or a libpq key=value string")
+    return value
+
+
+def _tokens(name: str, value: str) -> tuple[str, ...]:
+    tokens = tuple(t.strip() for t in value.split(",") if t.strip())
+    if not tokens:
+        raise SettingsError(f"{name} must list at least one token (comma-separated)")
+    short = [i for i, t in enumerate(tokens, 1) if len(t) < 16]
+    if short:
+        raise SettingsError(f"{name}: token #{short[0]} is shorter than 16 characters")
+    return tokens
+
+
+def _token(name: str, value: str) -> str:
+    if not value.strip():
+        raise SettingsError(f"{name} must not be empty")
+    return value.strip()
+
+
+def _number(kind: type, low: float, high: float) -> Callable[[str, str], float]:
+    def parse(name: str, value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be {kind.__name__}, got {value!r}") from None
+        if not low <= number <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _log_level(name: str, value: str) -> str:
+    level = value.upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"{name} must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return level
+
+
+def _schemes(name: str, value: str) -> frozenset[str]:
+    schemes = frozenset(s.strip().lower() for s in value.split(",") if s.strip())
+    bad = sorted(s for s in schemes if not s.isalnum())
+    if not schemes or bad:
+        raise SettingsError(f"{name} must be a comma-separated list of URI schemes, got {value!r}")
+    return schemes
+
+
+@dataclass(frozen=True)
+class Var:
+    """One environment variable: how to parse it, its default, whether it is secret."""
+
+    name: str
+    attr: str
+    parse: Callable[[str, str], object]
+    default: str | None
+    description: str
+    secret: bool = False
+
+
+VARIABLES: tuple[Var, ...] = (
+    Var("DATABASE_URL", "database_url", _database_url, None,
+        "PostgreSQL of the service (libpq PG* variables are used when unset)", secret=True),
+    Var("CONDUCTOR_SERVER_URL", "conductor_server_url", _conductor_url,
+        "http://127.0.0.1:8080/api", "Conductor server REST base, ending in /api"),
+    Var("WORKBENCH_API_URL", "workbench_api_url", _http_url, None,
+        "Base URL of the Workbench API"),
+    Var("WORKBENCH_API_TOKEN", "workbench_api_token", _token, None,
+        "Bearer token for the Workbench API", secret=True),
+    Var("GATEWAY_API_TOKENS", "gateway_api_tokens", _tokens, None,
+        "Comma-separated bearer tokens the gateway accepts (several for rotation)", secret=True),
+    Var("POLL_INTERVAL_SECONDS", "poll_interval_seconds", _number(int, 1, 3600), "5",
+        "Seconds between status sweeps (the WAIT of batch_status_poller)"),
+    Var("POLL_BATCH_SIZE", "poll_batch_size", _number(int, 1, 5000), "200",
+        "Runs claimed per database round trip in a sweep"),
+    Var("POLL_MAX_RETRIES", "poll_max_retries", _number(int, 0, 20), "3",
+        "Retries of one Workbench status call within a sweep"),
+    Var("POLL_CONCURRENCY", "poll_concurrency", _number(int, 1, 256), "16",
+        "Workbench status calls in flight at once during a sweep"),
+    Var("POLL_LEASE_SECONDS", "poll_lease_seconds", _number(int, 5, 3600), "60",
+        "How long a claimed run is held by one poller before another may take it"),
+    Var("WORKBENCH_CONNECT_TIMEOUT_SECONDS", "workbench_connect_timeout", _number(float, 0.1, 60),
+        "3", "Connect timeout of Workbench calls"),
+    Var("WORKBENCH_READ_TIMEOUT_SECONDS", "workbench_read_timeout", _number(float, 0.1, 300),
+        "10", "Read timeout of Workbench calls"),
+    Var("ALLOWED_PATH_SCHEMES", "allowed_path_schemes", _schemes, "s3,gs,abfs,file",
+        "URI schemes accepted for input and output path prefixes"),
+    Var("DB_POOL_MAX", "db_pool_max", _number(int, 1, 200), "10",
+        "Largest number of PostgreSQL connections one process keeps"),
+    Var("DB_CONNECT_TIMEOUT_SECONDS", "db_connect_timeout", _number(float, 0.5, 120), "5",
+        "How long opening one connection (with retries and backoff) may take in all"),
+    Var("CONDUCTOR_TIMEOUT_SECONDS", "conductor_timeout", _number(float, 0.5, 120), "10",
+        "Timeout of the gateway's calls to Conductor"),
+    Var("LOG_LEVEL", "log_level", _log_level, "INFO", "Log level of every process"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration; secrets are kept out of repr."""
+
+    database_url: str = field(default="", repr=False)
+    conductor_server_url: str = "http://127.0.0.1:8080/api"
+    workbench_api_url: str | None = None
+    workbench_api_token: str | None = field(default=None, repr=False)
+    gateway_api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    poll_interval_seconds: int = 5
+    poll_batch_size: int = 200
+    poll_max_retries: int = 3
+    poll_concurrency: int = 16
+    poll_lease_seconds: int = 60
+    workbench_connect_timeout: float = 3.0
+    workbench_read_timeout: float = 10.0
+    allowed_path_schemes: frozenset[str] = frozenset({"s3", "gs", "abfs", "file"})
+    db_pool_max: int = 10
+    db_connect_timeout: float = 5.0
+    conductor_timeout: float = 10.0
+    log_level: str = "INFO"
+
+
+def load(env: Mapping[str, str] | None = None, require: Iterable[str] = ()) -> Settings:
+    """Read every known variable from `env` (the process environment by default).
+
+    `require` names the variables this process cannot run without; a missing one,
+    or any present one with a bad value, raises SettingsError naming it.
+    """
+    env = os.environ if env is None else env
+    required = set(require)
+    unknown = required - {v.name for v in VARIABLES}
+    if unknown:
+        raise SettingsError(f"unknown required variable(s): {', '.join(sorted(unknown))}")
+    values: dict[str, object] = {}
+    for var in VARIABLES:
+        raw = env.get(var.name)
+        if raw is None or raw == "":
+            if var.name == "DATABASE_URL" and "DATABASE_URL" in required and _has_libpq_env(env):
+                continue
+            if var.name in required:
+                raise SettingsError(f"{var.name} is not set: {var.description}")
+            if var.default is None:
+                continue
+            raw = var.default
+        values[var.attr] = var.parse(var.name, raw)
+    return Settings(**values)
+
+
+def _has_libpq_env(env: Mapping[str, str]) -> bool:
+    return any(env.get(name) for name in ("PGHOST", "PGDATABASE", "PGSERVICE"))
+
+
+def known_names() -> frozenset[str]:
+    """Every variable name this module reads."""
+    return frozenset(v.name for v in VARIABLES)

@@ -1,0 +1,123 @@
+"""The processes of the local stack, in start order: adding one is one entry here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+
+from . import conductor, postgres
+from .config import PORTS, ROOT, VENV_BIN
+
+
+@dataclass
+class Process:
+    """One supervised program: how to run it, when it is ready, what to do once it is."""
+
+    name: str
+    command: list[str]
+    ready: Callable[[], bool]
+    ready_timeout: float = 60.0
+    env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    stopsignal: str = "TERM"
+    stopwaitsecs: int = 20
+    autorestart: bool = True
+    after_ready: Callable[[], None] | None = None
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    """A readiness check: `url` answers 200."""
+
+    def check() -> bool:
+        try:
+            return requests.get(url, timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    return check
+
+
+def pg_ok(url: str) -> Callable[[], bool]:
+    """A readiness check: PostgreSQL accepts a login."""
+
+    def check() -> bool:
+        import psycopg2
+
+        try:
+            psycopg2.connect(url, connect_timeout=2).close()
+            return True
+        except psycopg2.OperationalError:
+            return False
+
+    return check
+
+
+def _run_python(*args: str, env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, env={**os.environ, **env})
+    if result.returncode != 0:
+        raise SystemExit(f"'{' '.join(args)}' failed with exit code {result.returncode}")
+
+
+def build(sec: dict[str, str], ep: dict[str, str]) -> list[Process]:
+    """Every process of the stack, given its secrets and published endpoints."""
+    service_env = {
+        "DATABASE_URL": ep["DATABASE_URL"],
+        "CONDUCTOR_SERVER_URL": ep["CONDUCTOR_SERVER_URL"],
+        "WORKBENCH_API_URL": ep["WORKBENCH_API_URL"],
+        "WORKBENCH_API_TOKEN": sec["WORKBENCH_API_TOKEN"],
+        "GATEWAY_API_TOKENS": sec["GATEWAY_API_TOKEN"],
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+        "POLL_INTERVAL_SECONDS": os.environ.get("POLL_INTERVAL_SECONDS", "2"),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+    def after_postgres() -> None:
+        postgres.bootstrap(ep["PG_ADMIN_URL"], {
+            "pipelines": sec["PIPELINES_DB_PASSWORD"],
+            "conductor": sec["CONDUCTOR_DB_PASSWORD"],
+        })
+        _run_python("-m", "batchcore.migrate", env=service_env)
+
+    def after_conductor() -> None:
+        _run_python("scripts/register_workflows.py", env=service_env)
+
+    py = str(VENV_BIN / "python")
+    return [
+        Process(
+            name="postgres",
+            command=postgres.server_command(),
+            ready=pg_ok(ep["PG_ADMIN_URL"]),
+            ready_timeout=60,
+            user=postgres.OS_USER if os.geteuid() == 0 else None,
+            stopsignal="INT",  # fast shutdown: roll back open transactions, then stop cleanly
+            stopwaitsecs=60,
+            after_ready=after_postgres,
+        ),
+        Process(
+            name="conductor",
+            command=conductor.server_command(sec["CONDUCTOR_DB_PASSWORD"]),
+            ready=http_ok(f"http://127.0.0.1:{PORTS.conductor}/health"),
+            ready_timeout=300,
+            stopwaitsecs=30,
+            after_ready=after_conductor,
+        ),
+        Process(
+            name="workbench",
+            command=[py, "-m", "workbench_sim"],
+            ready=http_ok(f"{ep['WORKBENCH_API_URL']}/healthz"),
+            env={
+                "SIM_PORT": str(PORTS.workbench),
+                "SIM_ADMIN_PORT": str(PORTS.workbench_admin),
+                "WORKBENCH_API_TOKEN": sec["WORKBENCH_API_TOKEN"],
+                "SIM_JOB_LOG": str(ROOT / ".stack" / "workbench" / "jobs.jsonl"),
+                "SIM_QUEUE_SECONDS": os.environ.get("SIM_QUEUE_SECONDS", "1"),
+                "SIM_RUN_SECONDS": os.environ.get("SIM_RUN_SECONDS", "3"),
+                "PYTHONUNBUFFERED": "1",
+            },
+        ),
+    ]
