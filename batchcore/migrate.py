@@ -100,8 +100,10 @@ def main() -> int:
     except (settings.SettingsError, MigrationError, psycopg2.OperationalError) as exc:
         print(f"migrate: {exc}", file=sys.stderr)
         return 1
-    print(f"migrate: {len(applied)} migration(s) applied" + (f": {', '.join(applied)}"
-                                                              if applied else " (up to date)"))
+    print(
+        f"migrate: {len(applied)} migration(s) applied"
+        + (f": {', '.join(applied)}" if applied else " (up to date)")
+    )
     return 0
 
 

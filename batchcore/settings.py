@@ -80,6 +80,13 @@ def _schemes(name: str, value: str) -> frozenset[str]:
     return schemes
 
 
+def _bind(name: str, value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"{name} must be host:port, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Var:
     """One environment variable: how to parse it, its default, whether it is secret."""
@@ -93,38 +100,143 @@ class Var:
 
 
 VARIABLES: tuple[Var, ...] = (
-    Var("DATABASE_URL", "database_url", _database_url, None,
-        "PostgreSQL of the service (libpq PG* variables are used when unset)", secret=True),
-    Var("CONDUCTOR_SERVER_URL", "conductor_server_url", _conductor_url,
-        "http://127.0.0.1:8080/api", "Conductor server REST base, ending in /api"),
-    Var("WORKBENCH_API_URL", "workbench_api_url", _http_url, None,
-        "Base URL of the Workbench API"),
-    Var("WORKBENCH_API_TOKEN", "workbench_api_token", _token, None,
-        "Bearer token for the Workbench API", secret=True),
-    Var("GATEWAY_API_TOKENS", "gateway_api_tokens", _tokens, None,
-        "Comma-separated bearer tokens the gateway accepts (several for rotation)", secret=True),
-    Var("POLL_INTERVAL_SECONDS", "poll_interval_seconds", _number(int, 1, 3600), "5",
-        "Seconds between status sweeps (the WAIT of batch_status_poller)"),
-    Var("POLL_BATCH_SIZE", "poll_batch_size", _number(int, 1, 5000), "200",
-        "Runs claimed per database round trip in a sweep"),
-    Var("POLL_MAX_RETRIES", "poll_max_retries", _number(int, 0, 20), "3",
-        "Retries of one Workbench status call within a sweep"),
-    Var("POLL_CONCURRENCY", "poll_concurrency", _number(int, 1, 256), "16",
-        "Workbench status calls in flight at once during a sweep"),
-    Var("POLL_LEASE_SECONDS", "poll_lease_seconds", _number(int, 5, 3600), "60",
-        "How long a claimed run is held by one poller before another may take it"),
-    Var("WORKBENCH_CONNECT_TIMEOUT_SECONDS", "workbench_connect_timeout", _number(float, 0.1, 60),
-        "3", "Connect timeout of Workbench calls"),
-    Var("WORKBENCH_READ_TIMEOUT_SECONDS", "workbench_read_timeout", _number(float, 0.1, 300),
-        "10", "Read timeout of Workbench calls"),
-    Var("ALLOWED_PATH_SCHEMES", "allowed_path_schemes", _schemes, "s3,gs,abfs,file",
-        "URI schemes accepted for input and output path prefixes"),
-    Var("DB_POOL_MAX", "db_pool_max", _number(int, 1, 200), "10",
-        "Largest number of PostgreSQL connections one process keeps"),
-    Var("DB_CONNECT_TIMEOUT_SECONDS", "db_connect_timeout", _number(float, 0.5, 120), "5",
-        "How long opening one connection (with retries and backoff) may take in all"),
-    Var("CONDUCTOR_TIMEOUT_SECONDS", "conductor_timeout", _number(float, 0.5, 120), "10",
-        "Timeout of the gateway's calls to Conductor"),
+    Var(
+        "DATABASE_URL",
+        "database_url",
+        _database_url,
+        None,
+        "PostgreSQL of the service (libpq PG* variables are used when unset)",
+        secret=True,
+    ),
+    Var(
+        "CONDUCTOR_SERVER_URL",
+        "conductor_server_url",
+        _conductor_url,
+        "http://127.0.0.1:8080/api",
+        "Conductor server REST base, ending in /api",
+    ),
+    Var("WORKBENCH_API_URL", "workbench_api_url", _http_url, None, "Base URL of the Workbench API"),
+    Var(
+        "WORKBENCH_API_TOKEN",
+        "workbench_api_token",
+        _token,
+        None,
+        "Bearer token for the Workbench API",
+        secret=True,
+    ),
+    Var(
+        "GATEWAY_API_TOKENS",
+        "gateway_api_tokens",
+        _tokens,
+        None,
+        "Comma-separated bearer tokens the gateway accepts (several for rotation)",
+        secret=True,
+    ),
+    Var(
+        "POLL_INTERVAL_SECONDS",
+        "poll_interval_seconds",
+        _number(int, 1, 3600),
+        "5",
+        "Seconds between status sweeps (the WAIT of batch_status_poller)",
+    ),
+    Var(
+        "POLL_BATCH_SIZE",
+        "poll_batch_size",
+        _number(int, 1, 5000),
+        "200",
+        "Runs claimed per database round trip in a sweep",
+    ),
+    Var(
+        "POLL_MAX_RETRIES",
+        "poll_max_retries",
+        _number(int, 0, 20),
+        "3",
+        "Retries of one Workbench status call within a sweep",
+    ),
+    Var(
+        "POLL_CONCURRENCY",
+        "poll_concurrency",
+        _number(int, 1, 256),
+        "16",
+        "Workbench status calls in flight at once during a sweep",
+    ),
+    Var(
+        "POLL_LEASE_SECONDS",
+        "poll_lease_seconds",
+        _number(int, 5, 3600),
+        "60",
+        "How long a claimed run is held by one poller before another may take it",
+    ),
+    Var(
+        "WORKBENCH_CONNECT_TIMEOUT_SECONDS",
+        "workbench_connect_timeout",
+        _number(float, 0.1, 60),
+        "3",
+        "Connect timeout of Workbench calls",
+    ),
+    Var(
+        "WORKBENCH_READ_TIMEOUT_SECONDS",
+        "workbench_read_timeout",
+        _number(float, 0.1, 300),
+        "10",
+        "Read timeout of Workbench calls",
+    ),
+    Var(
+        "ALLOWED_PATH_SCHEMES",
+        "allowed_path_schemes",
+        _schemes,
+        "s3,gs,abfs,file",
+        "URI schemes accepted for input and output path prefixes",
+    ),
+    Var(
+        "DB_POOL_MAX",
+        "db_pool_max",
+        _number(int, 1, 200),
+        "10",
+        "Largest number of PostgreSQL connections one process keeps",
+    ),
+    Var(
+        "DB_CONNECT_TIMEOUT_SECONDS",
+        "db_connect_timeout",
+        _number(float, 0.5, 120),
+        "5",
+        "How long opening one connection (with retries and backoff) may take in all",
+    ),
+    Var(
+        "CONDUCTOR_TIMEOUT_SECONDS",
+        "conductor_timeout",
+        _number(float, 0.5, 120),
+        "10",
+        "Timeout of the gateway's calls to Conductor",
+    ),
+    Var(
+        "GATEWAY_BIND",
+        "gateway_bind",
+        _bind,
+        "127.0.0.1:8000",
+        "host:port the gateway's gunicorn listens on",
+    ),
+    Var(
+        "GATEWAY_WORKERS",
+        "gateway_workers",
+        _number(int, 1, 64),
+        "2",
+        "gunicorn worker processes of the gateway",
+    ),
+    Var(
+        "GATEWAY_THREADS",
+        "gateway_threads",
+        _number(int, 1, 256),
+        "16",
+        "Threads per gateway worker (also its database pool size)",
+    ),
+    Var(
+        "WORKER_HEALTH_BIND",
+        "worker_health_bind",
+        _bind,
+        "127.0.0.1:8001",
+        "host:port where a worker service serves /healthz, /readyz and /metrics",
+    ),
     Var("LOG_LEVEL", "log_level", _log_level, "INFO", "Log level of every process"),
 )
 
@@ -149,6 +261,10 @@ class Settings:
     db_pool_max: int = 10
     db_connect_timeout: float = 5.0
     conductor_timeout: float = 10.0
+    gateway_bind: str = "127.0.0.1:8000"
+    gateway_workers: int = 2
+    gateway_threads: int = 16
+    worker_health_bind: str = "127.0.0.1:8001"
     log_level: str = "INFO"
 
 

@@ -30,7 +30,9 @@ def _reason(resp: requests.Response) -> str:
     except ValueError:
         return resp.text[:500] or resp.reason
     parts = [str(body.get("message", ""))]
-    parts += [f"{e.get('path', '')}: {e.get('message', '')}" for e in body.get("validationErrors") or []]
+    parts += [
+        f"{e.get('path', '')}: {e.get('message', '')}" for e in body.get("validationErrors") or []
+    ]
     return "; ".join(p for p in parts if p)
 
 

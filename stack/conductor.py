@@ -27,13 +27,22 @@ def jar_path(version: str = CONDUCTOR_VERSION) -> Path:
     JAR_DIR.mkdir(parents=True, exist_ok=True)
     print(f"fetching {GROUP}:{ARTIFACT}:{version}:jar:boot from Maven Central into {JAR_DIR}")
     result = subprocess.run(
-        ["mvn", "-B", "-q", "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
-         f"-Dartifact={GROUP}:{ARTIFACT}:{version}:jar:boot", f"-DoutputDirectory={JAR_DIR}"],
-        capture_output=True, text=True,
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
+            f"-Dartifact={GROUP}:{ARTIFACT}:{version}:jar:boot",
+            f"-DoutputDirectory={JAR_DIR}",
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0 or not jar.exists():
-        raise SystemExit(f"could not fetch the Conductor server jar {version} with Maven:\n"
-                         f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        raise SystemExit(
+            f"could not fetch the Conductor server jar {version} with Maven:\n"
+            f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
     return jar
 
 
@@ -54,12 +63,14 @@ def find_java(minimum: int) -> Path:
     candidates.append(Path("/usr/bin/java"))
     best = None
     for java in candidates:
-        if java.exists() and (major := _java_major(java)) >= minimum:
-            if best is None or major > best[0]:
-                best = (major, java)
+        major = _java_major(java) if java.exists() else 0
+        if major >= minimum and (best is None or major > best[0]):
+            best = (major, java)
     if best is None:
-        raise SystemExit(f"Conductor {CONDUCTOR_VERSION} needs Java {minimum}+; none found in "
-                         "JAVA_HOME or /usr/lib/jvm (install a JDK, e.g. openjdk-21-jdk)")
+        raise SystemExit(
+            f"Conductor {CONDUCTOR_VERSION} needs Java {minimum}+; none found in "
+            "JAVA_HOME or /usr/lib/jvm (install a JDK, e.g. openjdk-21-jdk)"
+        )
     return best[1]
 
 
@@ -93,5 +104,12 @@ def server_command(db_password: str) -> list[str]:
     """The foreground java command the process manager runs."""
     java = find_java(minimum_java(CONDUCTOR_VERSION))
     props = write_properties(db_password)
-    return [str(java), "-Xms256m", "-Xmx1536m", "-XX:+UseG1GC",
-            f"-DCONDUCTOR_CONFIG_FILE={props}", "-jar", str(jar_path())]
+    return [
+        str(java),
+        "-Xms256m",
+        "-Xmx1536m",
+        "-XX:+UseG1GC",
+        f"-DCONDUCTOR_CONFIG_FILE={props}",
+        "-jar",
+        str(jar_path()),
+    ]

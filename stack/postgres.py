@@ -23,8 +23,10 @@ def ensure_installed() -> None:
     if (PG_BIN / "postgres").exists():
         return
     if os.geteuid() != 0:
-        raise SystemExit(f"PostgreSQL {PG_VERSION} is not installed; run: sudo apt-get install "
-                         f"postgresql-{PG_VERSION}")
+        raise SystemExit(
+            f"PostgreSQL {PG_VERSION} is not installed; run: sudo apt-get install "
+            f"postgresql-{PG_VERSION}"
+        )
     print(f"installing postgresql-{PG_VERSION} with apt-get (no system cluster is created)")
     # Debian would otherwise create and start a 'main' cluster that this project must not own.
     conf = Path("/etc/postgresql-common/createcluster.conf")
@@ -34,8 +36,9 @@ def ensure_installed() -> None:
         conf.write_text(text + "\ncreate_main_cluster = false\n")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-q", f"postgresql-{PG_VERSION}"],
-                   check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", f"postgresql-{PG_VERSION}"], check=True, env=env
+    )
 
 
 def _as_owner(cmd: list[str]) -> list[str]:
@@ -43,7 +46,7 @@ def _as_owner(cmd: list[str]) -> list[str]:
 
 
 def _make_reachable(path: Path) -> None:
-    """Let the postgres OS user traverse to the data directory (a root-owned 0700 parent stops it)."""
+    """Let the postgres OS user reach the data directory (a root-owned 0700 parent stops it)."""
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
         if not mode & 0o001:
@@ -67,10 +70,22 @@ def ensure_cluster(admin_password: str) -> None:
         pwfile.chmod(0o600)
         try:
             subprocess.run(
-                _as_owner([str(PG_BIN / "initdb"), "-D", str(DATA_DIR), "-U", "stack_admin",
-                           "--auth-local=scram-sha-256", "--auth-host=scram-sha-256",
-                           f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C.UTF-8"]),
-                check=True, stdout=subprocess.DEVNULL,
+                _as_owner(
+                    [
+                        str(PG_BIN / "initdb"),
+                        "-D",
+                        str(DATA_DIR),
+                        "-U",
+                        "stack_admin",
+                        "--auth-local=scram-sha-256",
+                        "--auth-host=scram-sha-256",
+                        f"--pwfile={pwfile}",
+                        "--encoding=UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                ),
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -108,12 +123,17 @@ def bootstrap(admin_url: str, roles: dict[str, str]) -> None:
             for name, password in roles.items():
                 cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
                 verb = "ALTER" if cur.fetchone() else "CREATE"
-                cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(
-                    sql.Identifier(name)), (password,))
+                cur.execute(
+                    sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(name)),
+                    (password,),
+                )
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                 if not cur.fetchone():
-                    cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                        sql.Identifier(name), sql.Identifier(name)))
+                    cur.execute(
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                            sql.Identifier(name), sql.Identifier(name)
+                        )
+                    )
             # Tests clone a fresh database per test from a template owned by the service role.
             cur.execute("ALTER ROLE pipelines CREATEDB")
     finally:

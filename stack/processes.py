@@ -77,10 +77,13 @@ def build(sec: dict[str, str], ep: dict[str, str]) -> list[Process]:
     }
 
     def after_postgres() -> None:
-        postgres.bootstrap(ep["PG_ADMIN_URL"], {
-            "pipelines": sec["PIPELINES_DB_PASSWORD"],
-            "conductor": sec["CONDUCTOR_DB_PASSWORD"],
-        })
+        postgres.bootstrap(
+            ep["PG_ADMIN_URL"],
+            {
+                "pipelines": sec["PIPELINES_DB_PASSWORD"],
+                "conductor": sec["CONDUCTOR_DB_PASSWORD"],
+            },
+        )
         _run_python("-m", "batchcore.migrate", env=service_env)
 
     def after_conductor() -> None:

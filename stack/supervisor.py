@@ -20,13 +20,24 @@ def write_config(processes) -> Path:
     """Render supervisord.conf from the process entries (0600: it carries secrets)."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     lines = [
-        "[unix_http_server]", f"file={SOCKET}", "chmod=0700", "",
-        "[supervisord]", f"logfile={LOG_DIR / 'supervisord.log'}",
-        f"pidfile={STACK_DIR / 'supervisord.pid'}", f"childlogdir={LOG_DIR}",
-        f"directory={STACK_DIR.parent}", "logfile_maxbytes=10MB", "minfds=4096", "",
+        "[unix_http_server]",
+        f"file={SOCKET}",
+        "chmod=0700",
+        "",
+        "[supervisord]",
+        f"logfile={LOG_DIR / 'supervisord.log'}",
+        f"pidfile={STACK_DIR / 'supervisord.pid'}",
+        f"childlogdir={LOG_DIR}",
+        f"directory={STACK_DIR.parent}",
+        "logfile_maxbytes=10MB",
+        "minfds=4096",
+        "",
         "[rpcinterface:supervisor]",
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
-        "[supervisorctl]", f"serverurl=unix://{SOCKET}", "",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{SOCKET}",
+        "",
     ]
     for p in processes:
         lines += [
@@ -77,7 +88,8 @@ def ctl(*args: str, check: bool = True, quiet: bool = False) -> subprocess.Compl
     """Run supervisorctl against this stack's socket."""
     return subprocess.run(
         [str(VENV_BIN / "supervisorctl"), "-c", str(CONF), *args],
-        check=check, text=True,
+        check=check,
+        text=True,
         stdout=subprocess.PIPE if quiet or not check else None,
         stderr=subprocess.STDOUT if quiet or not check else None,
     )

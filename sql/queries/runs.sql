@@ -1,0 +1,71 @@
+-- name: get_pipeline
+SELECT name, mode, workflow_name, workflow_version, description, enabled
+FROM pipelines WHERE name = %(name)s
+
+-- name: list_pipelines
+SELECT name, mode, workflow_name, workflow_version, description, enabled
+FROM pipelines ORDER BY name
+
+-- name: insert_run
+INSERT INTO pipeline_runs (id, pipeline, mode, status, input_path_prefix, output_path_prefix,
+                           parameters, idempotency_key, request_fingerprint)
+VALUES (%(id)s, %(pipeline)s, %(mode)s, 'PENDING', %(input_path_prefix)s, %(output_path_prefix)s,
+        %(parameters)s, %(idempotency_key)s, %(request_fingerprint)s)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING *
+
+-- name: get_run_by_idempotency_key
+SELECT * FROM pipeline_runs WHERE idempotency_key = %(idempotency_key)s
+
+-- name: get_run
+SELECT * FROM pipeline_runs WHERE id = %(id)s
+
+-- name: lock_run
+SELECT * FROM pipeline_runs WHERE id = %(id)s FOR UPDATE
+
+-- name: get_run_status
+SELECT status FROM pipeline_runs WHERE id = %(id)s
+
+-- name: get_history
+SELECT status, previous_status, at, source, message, details
+FROM pipeline_run_events WHERE run_id = %(id)s ORDER BY id
+
+-- name: insert_event
+INSERT INTO pipeline_run_events (run_id, source, previous_status, status, message, details)
+VALUES (%(run_id)s, %(source)s, %(previous_status)s, %(status)s, %(message)s, %(details)s)
+
+-- name: set_workflow_id
+UPDATE pipeline_runs SET conductor_workflow_id = %(workflow_id)s
+WHERE id = %(id)s AND conductor_workflow_id IS NULL
+RETURNING *
+
+-- name: apply_transition
+-- COALESCE keeps a timestamp already set (a repeated or late report never moves it).
+UPDATE pipeline_runs SET
+    status = %(status)s,
+    workbench_job_id = COALESCE(workbench_job_id, %(workbench_job_id)s),
+    error_message = COALESCE(%(error_message)s, error_message),
+    error_details = COALESCE(%(error_details)s, error_details),
+    submitted_at = COALESCE(submitted_at, CASE
+        WHEN COALESCE(workbench_job_id, %(workbench_job_id)s) IS NOT NULL THEN now() END),
+    started_at = CASE WHEN %(status)s = 'RUNNING' OR (%(status)s IN ('COMPLETED', 'FAILED')
+                                                       AND %(started_at)s IS NOT NULL)
+                      THEN COALESCE(started_at, %(started_at)s, now()) ELSE started_at END,
+    completed_at = CASE WHEN %(status)s IN ('COMPLETED', 'FAILED')
+                        THEN COALESCE(completed_at, %(completed_at)s, now()) ELSE completed_at END,
+    next_poll_at = CASE WHEN %(status)s IN ('SUBMITTED', 'RUNNING')
+                        THEN COALESCE(next_poll_at, now()) ELSE NULL END,
+    poll_failures = CASE WHEN %(status)s IN ('COMPLETED', 'FAILED') THEN poll_failures ELSE 0 END,
+    poll_lease_until = NULL
+WHERE id = %(id)s
+RETURNING *
+
+-- name: list_runs
+-- Keyset pagination, newest first: the cursor is the (created_at, id) of the last row shown.
+SELECT * FROM pipeline_runs
+WHERE (%(no_status)s OR status = ANY(%(statuses)s))
+  AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
+  AND (%(after_created)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s

@@ -1,0 +1,98 @@
+"""Fixtures over the real local stack: PostgreSQL databases per test, Conductor, endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+import requests
+
+from batchcore import migrate
+from batchcore.db import Database
+from stack import config
+
+TEMPLATE_DB = "pipelines_test_template"
+
+
+def pytest_collection_modifyitems(items):
+    """Mark tests by tier from their folder, so `-m` can pick a tier."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in ("integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> dict[str, str]:
+    """The running stack's endpoints; fails loudly when the stack is not up."""
+    env = config.read_stack_env()
+    if not env:
+        pytest.fail(f"no {config.STACK_DIR / 'stack.env'}: start the stack with `make up` "
+                    "(make test does this itself)")
+    try:
+        psycopg2.connect(env["PG_ADMIN_URL"], connect_timeout=3).close()
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"the stack's PostgreSQL is not answering ({exc}); run `make up`")
+    return env
+
+
+def _with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _admin(stack_env):
+    conn = psycopg2.connect(stack_env["PG_ADMIN_URL"])
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def template_database(stack_env) -> str:
+    """A freshly migrated template database, made once per test session."""
+    conn = _admin(stack_env)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
+            cur.execute(f"CREATE DATABASE {TEMPLATE_DB} OWNER pipelines")
+    finally:
+        conn.close()
+    migrate.apply(_with_db(stack_env["DATABASE_URL"], TEMPLATE_DB))
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+def database_url(stack_env, template_database) -> str:
+    """A fresh migrated database of its own for one test, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    conn = _admin(stack_env)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name} TEMPLATE {template_database} OWNER pipelines")
+        yield _with_db(stack_env["DATABASE_URL"], name)
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def database(database_url) -> Database:
+    """The service's pool over this test's own database."""
+    db = Database(database_url, maxconn=5, connect_timeout=5)
+    yield db
+    db.close()
+
+
+@pytest.fixture(scope="session")
+def conductor_url(stack_env) -> str:
+    """The real Conductor server's REST base (…/api); fails loudly when it is down."""
+    url = stack_env["CONDUCTOR_SERVER_URL"]
+    try:
+        requests.get(url.removesuffix("/api") + "/health", timeout=5).raise_for_status()
+    except requests.RequestException as exc:
+        pytest.fail(f"the stack's Conductor server is not answering at {url} ({exc})")
+    return url
