@@ -123,4 +123,23 @@ def build(sec: dict[str, str], ep: dict[str, str]) -> list[Process]:
                 "PYTHONUNBUFFERED": "1",
             },
         ),
+        Process(
+            name="submit-workers",
+            command=[py, "-m", "conductor_workers", "submit"],
+            ready=http_ok(f"{ep['SUBMIT_WORKERS_URL']}/readyz"),
+            env={**service_env, "WORKER_HEALTH_BIND": f"127.0.0.1:{PORTS.submit_workers}"},
+            stopwaitsecs=30,
+        ),
+        Process(
+            name="gateway",
+            command=[
+                str(VENV_BIN / "gunicorn"),
+                "-c",
+                "gateway/gunicorn.conf.py",
+                "gateway.wsgi:app",
+            ],
+            ready=http_ok(f"{ep['GATEWAY_URL']}/readyz"),
+            env={**service_env, "GATEWAY_BIND": f"127.0.0.1:{PORTS.gateway}"},
+            stopwaitsecs=40,
+        ),
     ]

@@ -69,3 +69,7 @@ WHERE (%(no_status)s OR status = ANY(%(statuses)s))
        OR (created_at, id) < (%(after_created)s::timestamptz, %(after_id)s::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
+
+-- name: try_poller_loop_lock
+-- Held for one check-and-start, so two worker services never start two poller loops.
+SELECT pg_try_advisory_xact_lock(7204113002) AS locked

@@ -1,0 +1,92 @@
+"""The worker service: runs one role's task workers under the SDK's TaskHandler."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+
+ROLES = {
+    "submit": "conductor_workers.submit_tasks",
+    "poller": "conductor_workers.poll_tasks",
+}
+
+log = logging.getLogger("conductor_workers")
+
+
+def _metrics_dir(role: str) -> str:
+    # Must be set before prometheus_client is first imported, here and in spawned workers.
+    path = tempfile.mkdtemp(prefix=f"conductor-workers-{role}-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def run(role: str) -> int:
+    """Start the role's workers and its health server; stop cleanly on SIGTERM."""
+    metrics_dir = _metrics_dir(role)
+    from batchcore import settings as settings_mod
+
+    try:
+        cfg = settings_mod.load(
+            require=[
+                "DATABASE_URL",
+                "CONDUCTOR_SERVER_URL",
+                "WORKBENCH_API_URL",
+                "WORKBENCH_API_TOKEN",
+            ]
+        )
+    except settings_mod.SettingsError as exc:
+        print(f"conductor_workers: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=cfg.log_level,
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+    )
+
+    from conductor.client.automator.task_handler import TaskHandler
+    from conductor.client.configuration.configuration import Configuration
+    from conductor.client.configuration.settings.metrics_settings import MetricsSettings
+
+    from batchcore.conductor import ConductorClient
+    from batchcore.db import Database
+
+    from . import health, supervision
+
+    handler = TaskHandler(
+        configuration=Configuration(),
+        import_modules=[ROLES[role]],
+        scan_for_annotated_workers=True,
+        metrics_settings=MetricsSettings(directory=metrics_dir),
+        monitor_processes=True,
+        restart_on_failure=True,
+    )
+    db = Database(cfg.database_url, maxconn=2, connect_timeout=2)
+    conductor = ConductorClient(cfg.conductor_server_url, timeout=5)
+    stop = threading.Event()
+
+    def alive() -> dict:
+        workers = handler.get_worker_process_status()
+        return {"ok": handler.is_healthy(), "role": role, "workers": workers}
+
+    def ready() -> dict:
+        return supervision.readiness(db, conductor)
+
+    def on_signal(signum, _frame):
+        log.info("received signal %s; stopping workers", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    handler.start_processes()
+    health.serve(cfg.worker_health_bind, health.make_app(alive, ready, metrics_dir))
+    log.info("%s workers started; health on http://%s", role, cfg.worker_health_bind)
+    if role == "poller":
+        supervision.keep_poller_loop_running(conductor, db, cfg.poll_interval_seconds, stop)
+    stop.wait()
+    handler.stop_processes()
+    db.close()
+    log.info("%s workers stopped", role)
+    return 0
