@@ -131,6 +131,13 @@ def build(sec: dict[str, str], ep: dict[str, str]) -> list[Process]:
             stopwaitsecs=30,
         ),
         Process(
+            name="poller",
+            command=[py, "-m", "conductor_workers", "poller"],
+            ready=http_ok(f"{ep['POLLER_URL']}/readyz"),
+            env={**service_env, "WORKER_HEALTH_BIND": f"127.0.0.1:{PORTS.poller}"},
+            stopwaitsecs=30,
+        ),
+        Process(
             name="gateway",
             command=[
                 str(VENV_BIN / "gunicorn"),

@@ -56,7 +56,8 @@ CREATE INDEX pipeline_runs_pipeline_newest ON pipeline_runs (pipeline, created_a
 -- the reconciler's stuck PENDING runs and the terminal runs whose workflow still waits
 CREATE INDEX pipeline_runs_pending ON pipeline_runs (created_at) WHERE status = 'PENDING';
 CREATE INDEX pipeline_runs_unsynced ON pipeline_runs (completed_at)
-    WHERE status IN ('COMPLETED', 'FAILED') AND workflow_synced_at IS NULL;
+    WHERE status IN ('COMPLETED', 'FAILED') AND workflow_synced_at IS NULL
+      AND workbench_job_id IS NOT NULL AND conductor_workflow_id IS NOT NULL;
 
 CREATE TABLE pipeline_run_events (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -1,0 +1,87 @@
+-- name: claim_due_runs
+-- One round trip takes a lease on a batch of due runs; SKIP LOCKED and the lease keep
+-- concurrent pollers apart, and no transaction stays open while the Workbench is asked.
+UPDATE pipeline_runs r
+SET poll_lease_until = now() + %(lease_seconds)s * interval '1 second'
+FROM (
+    SELECT id FROM pipeline_runs
+    WHERE status IN ('SUBMITTED', 'RUNNING')
+      AND next_poll_at <= now()
+      AND (poll_lease_until IS NULL OR poll_lease_until < now())
+    ORDER BY next_poll_at
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+) due
+WHERE r.id = due.id
+RETURNING r.id, r.status, r.workbench_job_id, r.poll_failures
+
+-- name: apply_poll_results
+-- Every outcome of one batch in one statement: transitions with their events, and the
+-- bookkeeping of runs that did not move (a poll failure opens a streak with one event).
+WITH input AS (
+    SELECT * FROM unnest(
+        %(ids)s::uuid[], %(expected)s::text[], %(new_status)s::text[], %(error_message)s::text[],
+        %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[], %(poll_error)s::text[],
+        %(retry_at)s::timestamptz[], %(message)s::text[], %(details)s::jsonb[]
+    ) AS i(id, expected, new_status, error_message, started_at, finished_at, poll_error,
+           retry_at, message, details)
+),
+moved AS (
+    UPDATE pipeline_runs r SET
+        status = i.new_status,
+        error_message = CASE WHEN i.new_status = 'FAILED'
+                             THEN COALESCE(i.error_message, 'The Workbench job failed')
+                             ELSE r.error_message END,
+        error_details = CASE WHEN i.new_status = 'FAILED' THEN i.details ELSE r.error_details END,
+        started_at = CASE WHEN i.new_status = 'RUNNING'
+                          THEN COALESCE(r.started_at, i.started_at, now())
+                          ELSE COALESCE(r.started_at, i.started_at) END,
+        completed_at = CASE WHEN i.new_status IN ('COMPLETED', 'FAILED')
+                            THEN COALESCE(i.finished_at, now()) END,
+        last_polled_at = now(),
+        next_poll_at = CASE WHEN i.new_status IN ('COMPLETED', 'FAILED') THEN NULL
+                            ELSE now() + %(interval_seconds)s * interval '1 second' END,
+        poll_failures = 0,
+        last_poll_error = NULL,
+        poll_lease_until = NULL
+    FROM input i
+    WHERE r.id = i.id AND i.new_status IS NOT NULL AND r.status = i.expected
+    RETURNING r.id, i.expected AS previous_status, r.status, i.message, i.details,
+              r.conductor_workflow_id, r.workbench_job_id, r.error_message
+),
+moved_events AS (
+    INSERT INTO pipeline_run_events (run_id, source, previous_status, status, message, details)
+    SELECT id, 'poller', previous_status, status, message, details FROM moved
+),
+stayed AS (
+    UPDATE pipeline_runs r SET
+        last_polled_at = now(),
+        poll_failures = CASE WHEN i.poll_error IS NULL THEN 0 ELSE r.poll_failures + 1 END,
+        last_poll_error = i.poll_error,
+        next_poll_at = COALESCE(i.retry_at, now() + %(interval_seconds)s * interval '1 second'),
+        poll_lease_until = NULL
+    FROM input i
+    WHERE r.id = i.id AND i.new_status IS NULL AND r.status = i.expected
+    RETURNING r.id, r.status, r.poll_failures, i.poll_error, i.details
+),
+failure_events AS (
+    INSERT INTO pipeline_run_events (run_id, source, previous_status, status, message, details)
+    SELECT id, 'poller', status, status,
+           'Workbench status could not be read: ' || poll_error, details
+    FROM stayed WHERE poll_error IS NOT NULL AND poll_failures = 1
+)
+SELECT id, previous_status, status, conductor_workflow_id, workbench_job_id, error_message
+FROM moved
+
+-- name: unsynced_terminal_runs
+-- Ended runs whose workflow still waits in Conductor for the poller to finish it.
+SELECT id, status, conductor_workflow_id, workbench_job_id, error_message
+FROM pipeline_runs
+WHERE status IN ('COMPLETED', 'FAILED') AND workflow_synced_at IS NULL
+  AND workbench_job_id IS NOT NULL AND conductor_workflow_id IS NOT NULL
+ORDER BY completed_at
+LIMIT %(limit)s
+
+-- name: mark_workflows_synced
+UPDATE pipeline_runs SET workflow_synced_at = now()
+WHERE id = ANY(%(ids)s::uuid[]) AND workflow_synced_at IS NULL
