@@ -44,9 +44,9 @@ def _send(session: requests.Session, method: str, url: str, body, what: str) -> 
     return resp
 
 
-def load(kind: str) -> list[dict]:
+def load(kind: str, defs: Path = DEFS) -> list[dict]:
     """The hand-written definitions of one kind ('tasks' or 'workflows')."""
-    return [json.loads(p.read_text()) for p in sorted((DEFS / kind).glob("*.json"))]
+    return [json.loads(p.read_text()) for p in sorted((defs / kind).glob("*.json"))]
 
 
 def register_task(session: requests.Session, base: str, task: dict) -> str:
@@ -76,13 +76,13 @@ def register_workflow(session: requests.Session, base: str, wf: dict) -> None:
         )
 
 
-def register_all(base: str) -> list[str]:
+def register_all(base: str, defs: Path = DEFS) -> list[str]:
     """Task definitions first (a workflow naming an unknown task is refused), then workflows."""
     done = []
     with requests.Session() as session:
-        for task in load("tasks"):
+        for task in load("tasks", defs):
             done.append(f"task {task['name']}: {register_task(session, base, task)}")
-        for wf in load("workflows"):
+        for wf in load("workflows", defs):
             register_workflow(session, base, wf)
             done.append(f"workflow {wf['name']} v{wf.get('version', 1)}: registered")
     return done

@@ -1,0 +1,60 @@
+# The README's two commands are `make demo` and `make test`; everything else is a helper.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv up down status logs migrate register demo test test-unit test-integration test-e2e lint format clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+up: venv
+	$(PY) -m stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m stack down; else echo "stack is not running"; fi
+
+status: venv
+	$(PY) -m stack status
+
+logs: venv
+	$(PY) -m stack logs -n 60
+
+migrate: venv
+	set -a && . .stack/stack.env && set +a && $(PY) -m batchcore.migrate
+
+register: venv
+	set -a && . .stack/stack.env && set +a && $(PY) scripts/register_workflows.py
+
+demo: up
+	$(PY) scripts/demo.py
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: up lint
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: up
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: up
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+clean: down
+	rm -rf .stack

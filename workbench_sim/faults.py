@@ -1,0 +1,282 @@
+"""Faults that tests switch on at run time, and the decision of which fire on each API call."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .jobs import Clock, ValidationError, iso
+
+ERROR_5XX = "error_5xx"
+RATE_LIMIT = "rate_limit"
+SLOW = "slow"
+LOSE_SUBMIT_ANSWER = "lose_submit_answer"
+REFUSE_CONNECTIONS = "refuse_connections"
+KINDS = (ERROR_5XX, RATE_LIMIT, SLOW, LOSE_SUBMIT_ANSWER, REFUSE_CONNECTIONS)
+
+MAX_SLOW_SECONDS = 300.0
+MAX_REFUSE_SECONDS = 3600.0
+
+RefuseListener = Callable[[float], None]
+"""Told the seconds to refuse connections for; 0 means accept again now."""
+
+
+@dataclass
+class _Fault:
+    """One armed per-call fault: it fires `count` more times, or on a `rate` share of calls."""
+
+    count: int | None
+    rate: float | None
+    status: int | None = None
+    retry_after: int | None = None
+    seconds: float | None = None
+
+    def describe(self) -> dict[str, Any]:
+        shown = {
+            "status": self.status,
+            "retry_after": self.retry_after,
+            "seconds": self.seconds,
+            "remaining": self.count,
+            "rate": self.rate,
+        }
+        return {k: v for k, v in shown.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class CallFaults:
+    """What to do to one API call: wait first, then maybe answer with an error status."""
+
+    slow_seconds: float = 0.0
+    status: int | None = None
+    retry_after: int | None = None
+    kind: str | None = None
+
+
+class FaultInjector:
+    """The armed faults, their counters, and the listeners that open and close the API port."""
+
+    def __init__(self, *, clock: Clock, rng: random.Random | None = None):
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._faults: dict[str, _Fault] = {}
+        self._refuse_until: float | None = None
+        self._injected: Counter[str] = Counter()
+        self._listeners: list[RefuseListener] = []
+
+    def add_refuse_listener(self, listener: RefuseListener) -> None:
+        """Register the server hook that really closes and reopens the API listening socket."""
+        self._listeners.append(listener)
+
+    def configure(self, spec: Any) -> None:
+        """Arm the kinds named in spec (replacing those kinds; null disarms one)."""
+        parsed, refuse_seconds = _parse_spec(spec)
+        with self._lock:
+            for kind, fault in parsed.items():
+                if fault is None:
+                    self._faults.pop(kind, None)
+                else:
+                    self._faults[kind] = fault
+            if refuse_seconds is not None:
+                self._refuse_until = self._clock() + refuse_seconds if refuse_seconds else None
+                if refuse_seconds:
+                    self._injected[REFUSE_CONNECTIONS] += 1
+        if refuse_seconds is not None:
+            self._notify(refuse_seconds)
+
+    def clear(self) -> None:
+        """Disarm every fault and accept connections again at once."""
+        with self._lock:
+            self._faults.clear()
+            self._refuse_until = None
+        # Always tell the server: its own timer may still be running after ours expired.
+        self._notify(0.0)
+
+    def reset(self) -> None:
+        """Disarm everything and forget the counters."""
+        self.clear()
+        with self._lock:
+            self._injected.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The armed faults as GET /_sim/faults shows them."""
+        now = self._clock()
+        with self._lock:
+            shown = {kind: fault.describe() for kind, fault in self._faults.items()}
+            if self._refuse_until is not None and self._refuse_until > now:
+                shown[REFUSE_CONNECTIONS] = {
+                    "until": iso(self._refuse_until),
+                    "remaining_seconds": round(self._refuse_until - now, 3),
+                }
+        return shown
+
+    def injected(self) -> dict[str, int]:
+        """How many times each kind fired."""
+        with self._lock:
+            return dict(self._injected)
+
+    def on_api_call(self) -> CallFaults:
+        """Decide the faults for one API call, consuming counts of those that fire."""
+        with self._lock:
+            slow = self._fire(SLOW)
+            # At most one error per call: a 429 wins, so it does not also use up a 5xx count.
+            error_kind = RATE_LIMIT
+            error = self._fire(RATE_LIMIT)
+            if error is None:
+                error_kind, error = ERROR_5XX, self._fire(ERROR_5XX)
+        delay = slow.seconds if slow is not None and slow.seconds else 0.0
+        if error is None:
+            return CallFaults(slow_seconds=delay)
+        return CallFaults(
+            slow_seconds=delay,
+            status=error.status,
+            retry_after=error.retry_after,
+            kind=error_kind,
+        )
+
+    def take_lose_submit_answer(self) -> bool:
+        """Whether this POST /jobs answer is to be lost (consumes one count if so)."""
+        with self._lock:
+            return self._fire(LOSE_SUBMIT_ANSWER) is not None
+
+    def _fire(self, kind: str) -> _Fault | None:
+        # Called with self._lock held.
+        fault = self._faults.get(kind)
+        if fault is None:
+            return None
+        if fault.count is not None:
+            fault.count -= 1
+            if fault.count <= 0:
+                del self._faults[kind]
+        elif self._rng.random() >= (fault.rate or 0.0):
+            return None
+        self._injected[kind] += 1
+        return fault
+
+    def _notify(self, seconds: float) -> None:
+        # Outside the lock: the server's hook blocks until the socket is closed or reopened.
+        for listener in self._listeners:
+            listener(seconds)
+
+
+def _parse_spec(spec: Any) -> tuple[dict[str, _Fault | None], float | None]:
+    """Validate a POST /_sim/faults body in full before anything is armed."""
+    details: list[dict[str, str]] = []
+
+    def bad(name: str, rule: str, message: str) -> None:
+        details.append({"field": name, "rule": rule, "message": message})
+
+    if not isinstance(spec, dict) or not spec:
+        raise ValidationError(
+            [
+                {
+                    "field": "body",
+                    "rule": "type",
+                    "message": f"give one or more of {', '.join(KINDS)}",
+                }
+            ]
+        )
+    parsed: dict[str, _Fault | None] = {}
+    refuse_seconds: float | None = None
+    for kind, raw in spec.items():
+        if kind not in KINDS:
+            bad(kind, "unknown", f"unknown fault kind; known kinds are {', '.join(KINDS)}")
+            continue
+        if raw is None:
+            parsed[kind] = None
+            if kind == REFUSE_CONNECTIONS:
+                refuse_seconds = 0.0
+            continue
+        if not isinstance(raw, dict):
+            bad(kind, "type", f"{kind} must be a JSON object (or null to disarm it)")
+            continue
+        allowed = _ALLOWED[kind]
+        for key in sorted(set(raw) - allowed):
+            bad(f"{kind}.{key}", "unknown", f"{kind} takes only {', '.join(sorted(allowed))}")
+        if kind == REFUSE_CONNECTIONS:
+            refuse_seconds = _number(raw, kind, "seconds", bad, low=0.0, high=MAX_REFUSE_SECONDS)
+            if refuse_seconds == 0.0:
+                bad(f"{kind}.seconds", "range", f"{kind}.seconds must be more than 0")
+            continue
+        parsed[kind] = _parse_call_fault(kind, raw, bad)
+    if details:
+        raise ValidationError(details)
+    return parsed, refuse_seconds
+
+
+_ALLOWED = {
+    ERROR_5XX: {"status", "count", "rate", "retry_after"},
+    RATE_LIMIT: {"count", "rate", "retry_after"},
+    SLOW: {"seconds", "count", "rate"},
+    LOSE_SUBMIT_ANSWER: {"count", "rate"},
+    REFUSE_CONNECTIONS: {"seconds"},
+}
+
+
+def _parse_call_fault(kind: str, raw: dict[str, Any], bad: Callable[..., None]) -> _Fault:
+    count = rate = None
+    if ("count" in raw) == ("rate" in raw):
+        bad(kind, "count_or_rate", f"{kind} needs exactly one of count or rate")
+    elif "count" in raw:
+        count = _integer(raw, kind, "count", bad, low=1)
+    else:
+        rate = _number(raw, kind, "rate", bad, low=0.0, high=1.0)
+    fault = _Fault(count=count, rate=rate)
+    if kind == ERROR_5XX:
+        fault.status = _integer(raw, kind, "status", bad, low=500, high=599, default=503)
+    if kind == RATE_LIMIT:
+        fault.status = 429
+    if kind in (ERROR_5XX, RATE_LIMIT):
+        default = 1 if kind == RATE_LIMIT else None
+        fault.retry_after = _integer(raw, kind, "retry_after", bad, low=0, default=default)
+    if kind == SLOW:
+        fault.seconds = _number(raw, kind, "seconds", bad, low=0.0, high=MAX_SLOW_SECONDS)
+    return fault
+
+
+def _integer(
+    raw: dict[str, Any],
+    kind: str,
+    key: str,
+    bad: Callable[..., None],
+    *,
+    low: int,
+    high: int | None = None,
+    default: int | None = None,
+) -> int | None:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        bad(f"{kind}.{key}", "range", f"{kind}.{key} must be an integer >= {low}")
+        return None
+    if high is not None and value > high:
+        bad(f"{kind}.{key}", "range", f"{kind}.{key} must be an integer <= {high}")
+        return None
+    return value
+
+
+def _number(
+    raw: dict[str, Any],
+    kind: str,
+    key: str,
+    bad: Callable[..., None],
+    *,
+    low: float,
+    high: float,
+) -> float | None:
+    value = raw.get(key)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        bad(f"{kind}.{key}", "range", f"{kind}.{key} must be a number from {low:g} to {high:g}")
+        return None
+    return float(value)
