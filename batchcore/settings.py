@@ -17,7 +17,7 @@ class SettingsError(ValueError):
 def _http_url(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(f"{name} must be an http(s) URL with a host, got {value!r}")
+        raise SettingsError(f"{name} must be an http(s) URL with a host")
     if parts.username or parts.password:
         raise SettingsError(f"{name} must not carry credentials in the URL")
     return value.rstrip("/")

@@ -27,7 +27,8 @@ def test_req_2_6_registration_twice_creates_then_updates(conductor_url):
     assert second.returncode == 0, second.stderr
     assert "task submit_to_workbench: updated" in second.stdout
     for task in reg.load("tasks"):
-        stored = requests.get(f"{conductor_url}/metadata/taskdefs/{task['name']}", timeout=10).json()
+        url = f"{conductor_url}/metadata/taskdefs/{task['name']}"
+        stored = requests.get(url, timeout=10).json()
         for key in ("retryCount", "retryLogic", "retryDelaySeconds", "maxRetryDelaySeconds",
                     "backoffJitterMs", "timeoutSeconds", "responseTimeoutSeconds"):
             assert stored[key] == task[key], (task["name"], key)
