@@ -96,3 +96,25 @@ def conductor_url(stack_env) -> str:
     except requests.RequestException as exc:
         pytest.fail(f"the stack's Conductor server is not answering at {url} ({exc})")
     return url
+
+
+@pytest.fixture
+def simulator(stack_env):
+    """The stack's simulator, its faults cleared before and after the test."""
+    from tests.integration.helpers import Simulator
+
+    sim = Simulator(stack_env["WORKBENCH_ADMIN_URL"])
+    sim.clear()
+    yield sim
+    sim.clear()
+
+
+@pytest.fixture
+def workbench_client(stack_env):
+    """A real Workbench client for the stack's simulator."""
+    from batchcore.workbench import WorkbenchClient
+
+    client = WorkbenchClient(stack_env["WORKBENCH_API_URL"], stack_env["WORKBENCH_API_TOKEN"],
+                             connect_timeout=1, read_timeout=3)
+    yield client
+    client.close()

@@ -1,0 +1,214 @@
+"""Req 3.x: poll_status sweeps on the real database against the real simulator."""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import pytest
+
+from batchcore.conductor import ConductorClient
+from batchcore.workbench import WorkbenchClient
+from conductor_workers import polling, submission
+from tests.integration.helpers import await_true, fetch_run, history, make_run
+
+CFG = polling.SweepConfig(batch_size=7, concurrency=8, max_retries=2, lease_seconds=30,
+                          interval_seconds=1, retry_base_seconds=0.05, retry_cap_seconds=0.2)
+
+
+class CountingClient(WorkbenchClient):
+    """A real client that counts status calls per job."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+
+    def get_job(self, job_id):
+        with self._lock:
+            self.calls[job_id] += 1
+        return super().get_job(job_id)
+
+
+@pytest.fixture
+def counting_client(stack_env):
+    client = CountingClient(stack_env["WORKBENCH_API_URL"], stack_env["WORKBENCH_API_TOKEN"],
+                            connect_timeout=1, read_timeout=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def pool():
+    executor = ThreadPoolExecutor(8)
+    yield executor
+    executor.shutdown()
+
+
+@pytest.fixture
+def conductor(conductor_url):
+    client = ConductorClient(conductor_url)
+    yield client
+    client.close()
+
+
+def submitted_run(database, client, simulate: dict | None = None) -> dict:
+    """A run whose job the simulator really has, recorded SUBMITTED."""
+    run = make_run(database, {"simulate": simulate} if simulate else {})
+    out = submission.submit(database, client, str(run["id"]))
+    submission.persist(database, str(run["id"]), "SUBMITTED", "persist",
+                       workbench_job_id=out["workbench_job_id"])
+    return fetch_run(database, run["id"])
+
+
+def sweep_until_terminal(database, client, conductor, pool, runs, timeout=60.0):
+    def all_terminal():
+        polling.sweep(database, client, conductor, CFG, pool)
+        return all(fetch_run(database, r["id"])["status"] in ("COMPLETED", "FAILED")
+                   for r in runs)
+
+    await_true(all_terminal, timeout, "every run to reach a terminal status", every=0.3)
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def test_req_3_3_mixed_outcomes_reach_the_workbench_truth(database, workbench_client,
+                                                          conductor, pool, simulator):
+    rng = random.Random(7)
+    plans = []
+    for i in range(18):
+        outcome = ["SUCCEEDED", "FAILED", "CANCELLED"][i % 3]
+        plan = {"outcome": outcome, "queue_seconds": round(rng.uniform(0, 0.6), 2),
+                "duration_seconds": round(rng.uniform(0.2, 2.0), 2)}
+        if outcome == "FAILED":
+            plan["error_message"] = f"step {i} ran out of memory"
+        plans.append(plan)
+    runs = [submitted_run(database, workbench_client, p) for p in plans]
+    sweep_until_terminal(database, workbench_client, conductor, pool, runs)
+    for run, plan in zip(runs, plans, strict=True):
+        stored = fetch_run(database, run["id"])
+        (job,) = simulator.jobs(run["id"])
+        assert job["status"] == plan["outcome"]
+        expected = "COMPLETED" if plan["outcome"] == "SUCCEEDED" else "FAILED"
+        assert stored["status"] == expected, (plan, stored["status"])
+        assert stored["completed_at"] == _ts(job["finished_at"])
+        assert stored["started_at"] == _ts(job["started_at"])
+        if plan["outcome"] == "FAILED":
+            assert stored["error_message"] == plan["error_message"]
+        if plan["outcome"] == "CANCELLED":
+            assert stored["error_message"]
+        events = history(database, run["id"])
+        moves = [(e["previous_status"], e["status"]) for e in events]
+        assert len(moves) == len(set(moves)), f"duplicated transition in {moves}"
+        assert moves[-1][1] == expected
+        assert all(e["source"] == "poller" for e in events[2:])
+
+
+def test_req_3_2_a_job_that_keeps_failing_does_not_stop_the_others(database, workbench_client,
+                                                                   conductor, pool, simulator):
+    good = [submitted_run(database, workbench_client, {"duration_seconds": 0.2,
+                                                       "queue_seconds": 0})
+            for _ in range(4)]
+    bad = make_run(database)
+    submission.persist(database, str(bad["id"]), "SUBMITTED", "persist",
+                       workbench_job_id="wb-does-not-exist")
+    sweep_until_terminal(database, workbench_client, conductor, pool, good)
+    stored = fetch_run(database, bad["id"])
+    assert stored["status"] == "SUBMITTED"
+    assert stored["poll_failures"] >= 1
+    assert "wb-does-not-exist" in stored["last_poll_error"] or "404" in stored["last_poll_error"]
+    assert stored["next_poll_at"] > stored["last_polled_at"]
+    failures_before = stored["poll_failures"]
+    with database.transaction() as cur:
+        cur.execute("UPDATE pipeline_runs SET next_poll_at = now() WHERE id = %s", (bad["id"],))
+    polling.sweep(database, workbench_client, conductor, CFG, pool)
+    again = fetch_run(database, bad["id"])
+    assert again["poll_failures"] == failures_before + 1
+    streak_events = [e for e in history(database, bad["id"])
+                     if e["message"].startswith("Workbench status could not be read")]
+    assert len(streak_events) == 1
+    assert streak_events[0]["details"]["kind"] == "not_found"
+
+
+def test_req_3_1_two_pollers_at_once_poll_each_due_run_once(database, database_url,
+                                                            counting_client, conductor, pool):
+    from batchcore.db import Database
+
+    runs = [submitted_run(database, counting_client, {"duration_seconds": 60})
+            for _ in range(40)]
+    counting_client.calls.clear()
+    other_db = Database(database_url, maxconn=3)
+    other_pool = ThreadPoolExecutor(8)
+    try:
+        barrier = threading.Barrier(2)
+
+        def one(db, executor):
+            barrier.wait()
+            return polling.sweep(db, counting_client, conductor, CFG, executor)
+
+        with ThreadPoolExecutor(2) as both:
+            results = list(both.map(one, [database, other_db], [pool, other_pool]))
+    finally:
+        other_pool.shutdown()
+        other_db.close()
+    assert sum(r["checked"] for r in results) == len(runs)
+    assert set(counting_client.calls.values()) == {1}
+    assert len(counting_client.calls) == len(runs)
+
+
+def test_req_3_5_sigkill_mid_sweep_loses_and_duplicates_no_transition(
+        database, database_url, workbench_client, simulator, stack_env):
+    runs = [submitted_run(database, workbench_client, {"duration_seconds": 0.1,
+                                                       "queue_seconds": 0})
+            for _ in range(6)]
+    simulator.faults(slow={"seconds": 4, "rate": 1.0})
+    code = (
+        "import sys; from concurrent.futures import ThreadPoolExecutor;"
+        "from batchcore.db import Database; from batchcore.workbench import WorkbenchClient;"
+        "from batchcore.conductor import ConductorClient; from conductor_workers import polling;"
+        "cfg = polling.SweepConfig(batch_size=50, lease_seconds=3, interval_seconds=1);"
+        "db = Database(sys.argv[1]); print('sweeping', flush=True);"
+        "polling.sweep(db, WorkbenchClient(sys.argv[2], sys.argv[3]),"
+        " ConductorClient(sys.argv[4]), cfg, ThreadPoolExecutor(8))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, database_url, stack_env["WORKBENCH_API_URL"],
+         stack_env["WORKBENCH_API_TOKEN"], stack_env["CONDUCTOR_SERVER_URL"]],
+        stdout=subprocess.PIPE, text=True, env={**os.environ},
+    )
+    try:
+        assert proc.stdout.readline().strip() == "sweeping"
+
+        def leased():
+            return all(fetch_run(database, r["id"])["poll_lease_until"] for r in runs)
+
+        await_true(leased, 10, "the killed poller to claim every run")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    simulator.clear()
+    assert all(fetch_run(database, r["id"])["status"] == "SUBMITTED" for r in runs)
+    client = WorkbenchClient(stack_env["WORKBENCH_API_URL"], stack_env["WORKBENCH_API_TOKEN"])
+    executor = ThreadPoolExecutor(4)
+    conductor = ConductorClient(stack_env["CONDUCTOR_SERVER_URL"])
+    try:
+        sweep_until_terminal(database, client, conductor, executor, runs, timeout=30)
+    finally:
+        executor.shutdown()
+        client.close()
+        conductor.close()
+    for run in runs:
+        moves = [(e["previous_status"], e["status"]) for e in history(database, run["id"])]
+        # The job ended while the killed poller held it, so the next sweep sees COMPLETED.
+        assert moves == [(None, "PENDING"), ("PENDING", "SUBMITTED"),
+                         ("SUBMITTED", "COMPLETED")], moves
