@@ -1,0 +1,89 @@
+"""Prometheus metrics of the gateway, aggregated across gunicorn workers when configured.
+
+With PROMETHEUS_MULTIPROC_DIR set (gunicorn.conf.py does it before any worker starts)
+prometheus_client keeps values in files shared by all workers, and a scrape of any
+worker reports the sum; without it, the process's default registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+HTTP_REQUESTS = Counter(
+    "gateway_http_requests",
+    "HTTP requests answered, by method, URL rule and status code",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "gateway_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method and URL rule",
+    ["method", "route"],
+    # Up to ?wait=30 plus a slow Conductor: the long tail is part of normal operation.
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60),
+)
+RUNS_CREATED = Counter(
+    "gateway_runs_created",
+    "Outcomes of POST /api/v1/pipeline-runs",
+    ["outcome"],
+)
+RUN_OUTCOMES = (
+    "accepted",
+    "idempotent_replay",
+    "conductor_failed",
+    "invalid",
+    "pipeline_not_found",
+    "conflict",
+    "database_unavailable",
+    "error",
+)
+# Method is a label; anything exotic is folded so clients cannot mint new series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "<unmatched>"
+
+for _outcome in RUN_OUTCOMES:
+    RUNS_CREATED.labels(_outcome)  # every outcome is exported from the start, at 0
+
+
+def count_run_outcome(outcome: str) -> None:
+    """Count one POST /api/v1/pipeline-runs by how it ended."""
+    RUNS_CREATED.labels(outcome).inc()
+
+
+def register(app: Flask) -> None:
+    """Time and count every request; register before auth so 401s are measured too."""
+
+    @app.before_request
+    def start_timer():
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def observe(response):
+        started = g.get("metrics_started")
+        method = request.method if request.method in _METHODS else "OTHER"
+        # The URL rule, not the raw path: one series per route, not per run id.
+        route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+        HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
+        if started is not None:
+            HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
+        return response
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text of every metric, and its content type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

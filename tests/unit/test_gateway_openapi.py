@@ -1,0 +1,242 @@
+"""The OpenAPI document: it covers every route, resolves, and matches what is answered."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from gateway import openapi, routes
+from tests.unit.test_gateway_http import AUTH, MAX_BODY_BYTES, make_app
+
+_TYPES = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+}
+
+
+def resolve(doc: dict, ref: str) -> dict:
+    node = doc
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def schema_errors(instance, schema: dict, doc: dict, where: str = "$") -> list[str]:
+    """The OpenAPI 3.0 subset this document uses, checked strictly enough for tests."""
+    if "$ref" in schema:
+        return schema_errors(instance, resolve(doc, schema["$ref"]), doc, where)
+    if instance is None:
+        return [] if schema.get("nullable") or "type" not in schema else [f"{where}: null"]
+    kind = schema.get("type")
+    if kind is not None:
+        expected = _TYPES[kind]
+        if not isinstance(instance, expected) or (
+            kind in ("integer", "number") and isinstance(instance, bool)
+        ):
+            return [f"{where}: {type(instance).__name__} is not {kind}"]
+    errors = []
+    if "enum" in schema and instance not in schema["enum"]:
+        errors.append(f"{where}: {instance!r} not in {schema['enum']}")
+    if isinstance(instance, str):
+        if len(instance) > schema.get("maxLength", len(instance)):
+            errors.append(f"{where}: longer than maxLength")
+        if len(instance) < schema.get("minLength", 0):
+            errors.append(f"{where}: shorter than minLength")
+        if "pattern" in schema and not re.search(schema["pattern"], instance):
+            errors.append(f"{where}: does not match {schema['pattern']}")
+        if schema.get("format") == "date-time":
+            parsed = datetime.fromisoformat(instance)
+            if parsed.utcoffset() is None:
+                errors.append(f"{where}: timestamp without a UTC offset")
+    if isinstance(instance, int | float) and not isinstance(instance, bool):
+        if "minimum" in schema and instance < schema["minimum"]:
+            errors.append(f"{where}: below minimum")
+        if "maximum" in schema and instance > schema["maximum"]:
+            errors.append(f"{where}: above maximum")
+    if isinstance(instance, dict):
+        properties = schema.get("properties", {})
+        for name in schema.get("required", []):
+            if name not in instance:
+                errors.append(f"{where}: missing {name}")
+        extra = schema.get("additionalProperties", True)
+        for name, value in instance.items():
+            if name in properties:
+                errors.extend(schema_errors(value, properties[name], doc, f"{where}.{name}"))
+            elif extra is False:
+                errors.append(f"{where}: unexpected property {name}")
+            elif isinstance(extra, dict):
+                errors.extend(schema_errors(value, extra, doc, f"{where}.{name}"))
+    if isinstance(instance, list) and "items" in schema:
+        for index, item in enumerate(instance):
+            errors.extend(schema_errors(item, schema["items"], doc, f"{where}[{index}]"))
+    return errors
+
+
+def response_schema(doc: dict, path: str, method: str, status: int) -> dict | None:
+    """The JSON schema documented for this answer, or None when it is not documented."""
+    responses = doc["paths"][path][method.lower()]["responses"]
+    response = responses.get(str(status))
+    if response is None:
+        return None
+    if "$ref" in response:
+        response = resolve(doc, response["$ref"])
+    return response["content"]["application/json"]["schema"]
+
+
+def assert_documented(doc: dict, path: str, method: str, response) -> None:
+    """The answer's status is documented for the route and its body matches the schema."""
+    schema = response_schema(doc, path, method, response.status_code)
+    assert schema is not None, f"{method} {path} -> {response.status_code} is not documented"
+    errors = schema_errors(response.get_json(), schema, doc)
+    assert not errors, errors
+
+
+def openapi_path(rule: str) -> str:
+    return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
+
+
+def test_req_openapi_documents_every_route_and_method_and_nothing_else():
+    app = make_app()
+    doc = app.test_client().get("/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    served = set()
+    for rule in app.url_map.iter_rules():
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            served.add((openapi_path(rule.rule), method.lower()))
+    documented = {
+        (path, method)
+        for path, operations in doc["paths"].items()
+        for method in operations
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+    assert served == documented
+
+
+def test_req_openapi_refs_resolve_and_api_routes_are_secured():
+    doc = openapi.document()
+    refs = re.findall(r"'\$ref': '([^']+)'", repr(doc))
+    assert refs
+    for ref in refs:
+        resolve(doc, ref)
+    for path, operations in doc["paths"].items():
+        for operation in operations.values():
+            secured = operation.get("security") == [{"bearerAuth": []}]
+            assert secured == path.startswith("/api/"), path
+            if secured:
+                assert "401" in operation["responses"]
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+def test_req_openapi_request_body_rules_match_the_validation_module():
+    schema = openapi.document()["components"]["schemas"]["RunRequest"]
+    props = schema["properties"]
+    assert props["input_path_prefix"]["maxLength"] == 1024
+    assert props["output_path_prefix"]["maxLength"] == 1024
+    assert props["pipeline"]["maxLength"] == 100
+    assert props["mode"]["enum"] == ["BATCH"]
+    assert schema["additionalProperties"] is False
+
+
+def test_req_openapi_run_json_has_exactly_the_contract_fields():
+    doc = openapi.document()
+    contract = [
+        "id",
+        "pipeline",
+        "mode",
+        "status",
+        "input_path_prefix",
+        "output_path_prefix",
+        "parameters",
+        "workbench_job_id",
+        "conductor_workflow_id",
+        "error_message",
+        "error_details",
+        "created_at",
+        "updated_at",
+        "submitted_at",
+        "started_at",
+        "completed_at",
+        "history",
+    ]
+    run = doc["components"]["schemas"]["Run"]
+    assert set(contract) <= set(run["properties"])
+    assert list(routes.RUN_FIELDS)[: len(contract) - 1] == contract[:-1]
+    assert set(run["properties"]) == {*routes.RUN_FIELDS, "history"}
+    history = doc["components"]["schemas"]["HistoryItem"]["properties"]
+    assert list(history) == list(routes.HISTORY_FIELDS)
+
+
+def test_req_render_run_matches_the_schema_and_uses_utc_offsets():
+    doc = openapi.document()
+    local = timezone(timedelta(hours=2))
+    created = datetime(2026, 11, 25, 19, 0, 0, 123456, tzinfo=local)
+    row = {
+        "id": uuid.uuid4(),
+        "pipeline": "demo-batch",
+        "mode": "BATCH",
+        "status": "FAILED",
+        "input_path_prefix": "s3://b/in/",
+        "output_path_prefix": "s3://b/out/",
+        "parameters": {"a": [1, 2]},
+        "workbench_job_id": None,
+        "conductor_workflow_id": None,
+        "error_message": "Conductor at http://x/api unreachable",
+        "error_details": {"conductor_url": "http://x/api"},
+        "created_at": created,
+        "updated_at": created,
+        "submitted_at": None,
+        "started_at": None,
+        "completed_at": created.astimezone(UTC),
+        "poll_failures": 0,
+        "last_poll_error": None,
+        "last_polled_at": None,
+        "idempotency_key": "not shown",
+        "request_fingerprint": "not shown",
+    }
+    event = {
+        "status": "PENDING",
+        "previous_status": None,
+        "at": created,
+        "source": "gateway",
+        "message": "Run accepted",
+        "details": {},
+    }
+    rendered = routes.render_run(row, [event])
+    assert rendered["created_at"] == "2026-11-25T17:00:00.123456+00:00"
+    assert rendered["id"] == str(row["id"])
+    assert "idempotency_key" not in rendered
+    assert not schema_errors(rendered, {"$ref": "#/components/schemas/Run"}, doc)
+    listed = routes.render_run(row)
+    assert "history" not in listed
+    assert not schema_errors(listed, {"$ref": "#/components/schemas/RunSummary"}, doc)
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs"),
+    [
+        ("GET", "/api/v1/pipelines", {}),
+        ("POST", "/api/v1/pipeline-runs", {"headers": AUTH, "data": b"{"}),
+        ("POST", "/api/v1/pipeline-runs", {"headers": AUTH, "json": {"mode": 1}}),
+        (
+            "POST",
+            "/api/v1/pipeline-runs",
+            {"headers": AUTH, "data": b" " * (MAX_BODY_BYTES + 1)},
+        ),
+        ("GET", "/api/v1/pipeline-runs?limit=x", {"headers": AUTH}),
+        ("GET", "/healthz", {}),
+        ("GET", "/readyz", {}),
+    ],
+)
+def test_req_openapi_error_and_ops_answers_match_their_schemas(method, url, kwargs):
+    app = make_app()
+    doc = openapi.document()
+    response = app.test_client().open(url, method=method, **kwargs)
+    path = url.split("?")[0]
+    assert_documented(doc, path, method, response)
