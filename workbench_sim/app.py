@@ -125,7 +125,8 @@ def _api_blueprint(state: SimState, sleep: Callable[[float], None]) -> Blueprint
         # Faults run before auth: they stand for the infrastructure in front of the service.
         if request.environ.get(ADMIN_ENVIRON_KEY):
             return None
-        decision = state.faults.on_api_call()
+        endpoint = "submit" if request.method == "POST" else "status"
+        decision = state.faults.on_api_call(endpoint)
         g.slow_seconds = decision.slow_seconds
         if decision.status is None:
             return None

@@ -19,6 +19,7 @@ LOSE_SUBMIT_ANSWER = "lose_submit_answer"
 REFUSE_CONNECTIONS = "refuse_connections"
 KINDS = (ERROR_5XX, RATE_LIMIT, SLOW, LOSE_SUBMIT_ANSWER, REFUSE_CONNECTIONS)
 
+ENDPOINTS = ("submit", "status")
 MAX_SLOW_SECONDS = 300.0
 MAX_REFUSE_SECONDS = 3600.0
 
@@ -35,9 +36,12 @@ class _Fault:
     status: int | None = None
     retry_after: int | None = None
     seconds: float | None = None
+    # Limit the fault to one endpoint ("submit" or "status") so tests can aim it.
+    only: str | None = None
 
     def describe(self) -> dict[str, Any]:
         shown = {
+            "only": self.only,
             "status": self.status,
             "retry_after": self.retry_after,
             "seconds": self.seconds,
@@ -120,15 +124,15 @@ class FaultInjector:
         with self._lock:
             return dict(self._injected)
 
-    def on_api_call(self) -> CallFaults:
+    def on_api_call(self, endpoint: str | None = None) -> CallFaults:
         """Decide the faults for one API call, consuming counts of those that fire."""
         with self._lock:
-            slow = self._fire(SLOW)
+            slow = self._fire(SLOW, endpoint)
             # At most one error per call: a 429 wins, so it does not also use up a 5xx count.
             error_kind = RATE_LIMIT
-            error = self._fire(RATE_LIMIT)
+            error = self._fire(RATE_LIMIT, endpoint)
             if error is None:
-                error_kind, error = ERROR_5XX, self._fire(ERROR_5XX)
+                error_kind, error = ERROR_5XX, self._fire(ERROR_5XX, endpoint)
         delay = slow.seconds if slow is not None and slow.seconds else 0.0
         if error is None:
             return CallFaults(slow_seconds=delay)
@@ -144,10 +148,10 @@ class FaultInjector:
         with self._lock:
             return self._fire(LOSE_SUBMIT_ANSWER) is not None
 
-    def _fire(self, kind: str) -> _Fault | None:
+    def _fire(self, kind: str, endpoint: str | None = None) -> _Fault | None:
         # Called with self._lock held.
         fault = self._faults.get(kind)
-        if fault is None:
+        if fault is None or (fault.only is not None and fault.only != endpoint):
             return None
         if fault.count is not None:
             fault.count -= 1
@@ -210,9 +214,9 @@ def _parse_spec(spec: Any) -> tuple[dict[str, _Fault | None], float | None]:
 
 
 _ALLOWED = {
-    ERROR_5XX: {"status", "count", "rate", "retry_after"},
-    RATE_LIMIT: {"count", "rate", "retry_after"},
-    SLOW: {"seconds", "count", "rate"},
+    ERROR_5XX: {"status", "count", "rate", "retry_after", "only"},
+    RATE_LIMIT: {"count", "rate", "retry_after", "only"},
+    SLOW: {"seconds", "count", "rate", "only"},
     LOSE_SUBMIT_ANSWER: {"count", "rate"},
     REFUSE_CONNECTIONS: {"seconds"},
 }
@@ -226,7 +230,9 @@ def _parse_call_fault(kind: str, raw: dict[str, Any], bad: Callable[..., None]) 
         count = _integer(raw, kind, "count", bad, low=1)
     else:
         rate = _number(raw, kind, "rate", bad, low=0.0, high=1.0)
-    fault = _Fault(count=count, rate=rate)
+    fault = _Fault(count=count, rate=rate, only=raw.get("only"))
+    if fault.only not in (None, *ENDPOINTS):
+        bad(f"{kind}.only", "enum", f"{kind}.only must be one of {', '.join(ENDPOINTS)}")
     if kind == ERROR_5XX:
         fault.status = _integer(raw, kind, "status", bad, low=500, high=599, default=503)
     if kind == RATE_LIMIT:

@@ -797,3 +797,15 @@ def test_entry_point_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert '"POST /jobs" 201' in output
     assert secret not in output
     assert "Authorization" not in output
+
+
+def test_faults_can_be_aimed_at_one_endpoint():
+    from workbench_sim.faults import FaultInjector
+
+    injector = FaultInjector(clock=lambda: 0.0)
+    injector.configure({"error_5xx": {"status": 503, "count": 2, "only": "submit"}})
+    assert injector.on_api_call("status").status is None
+    assert injector.on_api_call("submit").status == 503
+    assert injector.on_api_call("status").status is None
+    assert injector.on_api_call("submit").status == 503
+    assert injector.on_api_call("submit").status is None
