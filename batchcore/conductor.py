@@ -1,80 +1,139 @@
-"""The few Conductor REST calls the service makes itself (no SDK import: it sets spawn)."""
+"""The Conductor REST calls the gateway and the workers make, with requests (never the SDK).
+
+The conductor-python SDK switches multiprocessing to `spawn` when imported, which
+gunicorn workers must not inherit; the few calls needed here do not need it anyway.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from urllib.parse import quote
 
 import requests
 
 from .errors import ConductorUnavailable
 
+log = logging.getLogger(__name__)
+
+# Conductor's answers are echoed into error_details; keep a stored run row small.
+MAX_RESPONSE_CHARS = 2000
+
+
+class WorkflowNotStarted(ConductorUnavailable):
+    """Conductor did not start the workflow; the fields say why, for the run's error_details."""
+
+    def __init__(
+        self,
+        conductor_url: str,
+        cause: str,
+        *,
+        status_code: int | None = None,
+        response: str | None = None,
+        exception: str | None = None,
+        maybe_started: bool = False,
+    ):
+        super().__init__(f"Conductor at {conductor_url} {cause}")
+        self.conductor_url = conductor_url
+        self.cause = cause
+        self.status_code = status_code
+        self.response = response
+        self.exception = exception
+        # A timeout after the request was sent: Conductor may have started it anyway.
+        self.maybe_started = maybe_started
+
+    def error_details(self) -> dict:
+        """What the run row keeps about the failure (only the keys that apply)."""
+        details: dict = {"conductor_url": self.conductor_url}
+        if self.status_code is not None:
+            details["status_code"] = self.status_code
+        if self.response is not None:
+            details["response"] = self.response
+        if self.exception is not None:
+            details["exception"] = self.exception
+        return details
+
 
 class ConductorClient:
-    """Start workflows, find them by correlation id, complete WAIT tasks."""
+    """Start, find, read and terminate workflows, complete tasks, check the server's health.
+
+    Every failure is a ConductorUnavailable (WorkflowNotStarted for start_workflow).
+    """
 
     def __init__(self, base_url: str, timeout: float = 10.0):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._session = requests.Session()
+        # requests.Session is not documented as thread-safe, and both gunicorn's gthread
+        # workers and the poller's thread pool call from many threads: one per thread.
+        self._local = threading.local()
+        self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
+        self._sessions_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ConductorClient({self.base_url!r})"
 
-    def _call(self, method: str, path: str, what: str, **kwargs) -> requests.Response:
-        url = f"{self.base_url}{path}"
-        try:
-            resp = self._session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.Timeout as exc:
-            raise ConductorUnavailable(
-                f"Conductor at {self.base_url} did not answer within {self.timeout:g} s ({what})",
-                details=[{"conductor_url": self.base_url, "exception": type(exc).__name__}],
-            ) from exc
-        except requests.RequestException as exc:
-            reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
-            raise ConductorUnavailable(
-                f"Conductor at {self.base_url} unreachable: {reason} ({what})",
-                details=[
-                    {
-                        "conductor_url": self.base_url,
-                        "exception": type(exc).__name__,
-                        "error": str(exc)[:500],
-                    }
-                ],
-            ) from exc
-        if resp.status_code >= 400:
-            raise ConductorUnavailable(
-                f"Conductor at {self.base_url} refused to {what} (HTTP {resp.status_code}): "
-                f"{_reason(resp)}",
-                details=[
-                    {
-                        "conductor_url": self.base_url,
-                        "status_code": resp.status_code,
-                        "response": resp.text[:2000],
-                    }
-                ],
-            )
-        return resp
+    @property
+    def server_root(self) -> str:
+        """The server's root URL (CONDUCTOR_SERVER_URL without its /api suffix)."""
+        return self.base_url.removesuffix("/api")
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            with self._sessions_lock:
+                self._sessions.add(session)
+        return session
 
     def start_workflow(self, name: str, version: int, correlation_id: str, inputs: dict) -> str:
-        """Start a workflow; return its id."""
-        resp = self._call(
-            "POST",
-            "/workflow",
-            f"start workflow {name}",
-            json={
-                "name": name,
-                "version": version,
-                "correlationId": correlation_id,
-                "input": inputs,
-            },
-        )
-        return resp.text.strip().strip('"')
+        """Start one workflow and return its id; WorkflowNotStarted otherwise.
+
+        Never retried here: a POST that reached Conductor may have started the workflow.
+        """
+        body = {"name": name, "version": version, "correlationId": correlation_id, "input": inputs}
+        try:
+            resp = self._session().post(
+                f"{self.base_url}/workflow", json=body, timeout=self.timeout
+            )
+        except requests.ConnectTimeout as exc:
+            raise self._failed(
+                f"unreachable: no connection within {self.timeout:g} s", exc
+            ) from exc
+        except requests.Timeout as exc:
+            raise self._failed(
+                f"did not answer within {self.timeout:g} s", exc, maybe_started=True
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise self._failed(f"unreachable: {_connection_reason(exc)}", exc) from exc
+        except requests.RequestException as exc:
+            raise self._failed(f"could not be called: {type(exc).__name__}", exc) from exc
+        text = resp.text
+        if resp.status_code >= 400:
+            raise WorkflowNotStarted(
+                self.base_url,
+                f"refused to start workflow {name} v{version}: HTTP {resp.status_code}"
+                f"{_reason(resp)}",
+                status_code=resp.status_code,
+                response=text[:MAX_RESPONSE_CHARS],
+            )
+        # The answer is the bare workflow id as text (some versions quote it as JSON).
+        workflow_id = text.strip().strip('"')
+        if not workflow_id or len(workflow_id) > 255 or any(c.isspace() for c in workflow_id):
+            raise WorkflowNotStarted(
+                self.base_url,
+                f"answered HTTP {resp.status_code} without a workflow id",
+                status_code=resp.status_code,
+                response=text[:MAX_RESPONSE_CHARS],
+                maybe_started=True,
+            )
+        return workflow_id
 
     def correlated(self, name: str, correlation_id: str, include_closed: bool = False) -> list:
         """Workflows of `name` with this correlation id (a consistent read, not the index)."""
         resp = self._call(
             "GET",
-            f"/workflow/{quote(name)}/correlated/{quote(correlation_id, safe='')}",
+            f"/workflow/{quote(name, safe='')}/correlated/{quote(correlation_id, safe='')}",
             f"find {name} workflows",
             params={"includeClosed": str(include_closed).lower(), "includeTasks": "false"},
         )
@@ -107,21 +166,136 @@ class ConductorClient:
             params={"reason": reason},
         )
 
-    def healthy(self) -> bool:
-        """True when the server's health endpoint answers."""
+    def terminate_correlated(self, name: str, correlation_id: str, reason: str) -> list[str]:
+        """Terminate running workflows of `name` with this correlation id; return their ids.
+
+        Best effort: used after a start whose outcome is unknown, so that a workflow the
+        gateway gave up on cannot go on to start a Workbench job for a FAILED run.
+        """
+        terminated = []
+        for workflow in self.correlated(name, correlation_id):
+            workflow_id = workflow.get("workflowId")
+            if not workflow_id:
+                continue
+            self.terminate(workflow_id, reason)
+            terminated.append(workflow_id)
+        return terminated
+
+    def check_health(self, timeout: float = 2.0) -> None:
+        """Raise ConductorUnavailable unless GET <server root>/health answers healthy."""
+        url = f"{self.server_root}/health"
         try:
-            root = self.base_url.removesuffix("/api")
-            return self._session.get(f"{root}/health", timeout=2).status_code == 200
-        except requests.RequestException:
+            resp = self._session().get(url, timeout=timeout)
+        except requests.RequestException as exc:
+            raise ConductorUnavailable(
+                f"Conductor at {self.server_root} is unreachable: {type(exc).__name__}"
+            ) from exc
+        if resp.status_code != 200:
+            raise ConductorUnavailable(
+                f"Conductor at {self.server_root} answered HTTP {resp.status_code} on /health"
+            )
+        try:
+            healthy = resp.json().get("healthy", True)
+        except (ValueError, AttributeError):
+            healthy = True  # a 200 without the usual JSON body still means it is up
+        if healthy is False:
+            raise ConductorUnavailable(f"Conductor at {self.server_root} reports itself unhealthy")
+
+    def healthy(self, timeout: float = 2.0) -> bool:
+        """True when the server's health endpoint answers healthy (see check_health)."""
+        try:
+            self.check_health(timeout)
+        except ConductorUnavailable:
             return False
+        return True
 
     def close(self) -> None:
-        self._session.close()
+        """Close the sessions of every thread that used this client."""
+        with self._sessions_lock:
+            sessions = list(self._sessions)
+            self._sessions.clear()
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+    def _call(self, method: str, path: str, what: str, **kwargs) -> requests.Response:
+        """One request; ConductorUnavailable naming the server and `what` unless it is < 400."""
+        url = f"{self.base_url}{path}"
+        try:
+            resp = self._session().request(method, url, timeout=self.timeout, **kwargs)
+        except requests.ConnectTimeout as exc:
+            raise self._unavailable(
+                f"unreachable: no connection within {self.timeout:g} s ({what})", exc
+            ) from exc
+        except requests.Timeout as exc:
+            raise self._unavailable(
+                f"did not answer within {self.timeout:g} s ({what})", exc
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise self._unavailable(
+                f"unreachable: {_connection_reason(exc)} ({what})", exc
+            ) from exc
+        except requests.RequestException as exc:
+            raise self._unavailable(
+                f"could not be called: {type(exc).__name__} ({what})", exc
+            ) from exc
+        if resp.status_code >= 400:
+            raise ConductorUnavailable(
+                f"Conductor at {self.base_url} refused to {what}: HTTP {resp.status_code}"
+                f"{_reason(resp) or _text(resp)}",
+                details=[
+                    {
+                        "conductor_url": self.base_url,
+                        "status_code": resp.status_code,
+                        "response": resp.text[:MAX_RESPONSE_CHARS],
+                    }
+                ],
+            )
+        return resp
+
+    def _unavailable(self, cause: str, exc: BaseException) -> ConductorUnavailable:
+        return ConductorUnavailable(
+            f"Conductor at {self.base_url} {cause}",
+            details=[
+                {
+                    "conductor_url": self.base_url,
+                    "exception": f"{type(exc).__name__}: {str(exc)[:500]}",
+                }
+            ],
+        )
+
+    def _failed(
+        self, cause: str, exc: BaseException, *, maybe_started: bool = False
+    ) -> WorkflowNotStarted:
+        return WorkflowNotStarted(
+            self.base_url,
+            cause,
+            exception=f"{type(exc).__name__}: {str(exc)[:500]}",
+            maybe_started=maybe_started,
+        )
+
+
+def _connection_reason(exc: requests.ConnectionError) -> str:
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return "host name not found"
+    if "reset" in text:
+        return "connection reset"
+    return f"connection failed ({type(exc).__name__})"
 
 
 def _reason(resp: requests.Response) -> str:
+    """Conductor's own one-line message, when its error body has one."""
     try:
-        body = resp.json()
-        return str(body.get("message") or body)[:500]
-    except ValueError:
-        return resp.text[:500] or resp.reason
+        message = resp.json().get("message")
+    except (ValueError, AttributeError):
+        return ""
+    return f" ({str(message)[:300]})" if message else ""
+
+
+def _text(resp: requests.Response) -> str:
+    """The start of a body without a message field, for errors that are only logged."""
+    text = " ".join(resp.text.split())[:300]
+    return f" ({text})" if text else ""

@@ -8,11 +8,11 @@ import threading
 from flask import Flask
 
 from batchcore import settings as settings_module
+from batchcore.conductor import ConductorClient
 from batchcore.db import Database
 from batchcore.settings import Settings
 
 from . import auth, errors, metrics, routes
-from .conductor_client import ConductorClient
 
 MAX_BODY_BYTES = 1024 * 1024  # DESIGN: request bodies over 1 MiB are refused with 413
 REQUIRED_VARIABLES = ("DATABASE_URL", "GATEWAY_API_TOKENS")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from batchcore import statuses, store
+from batchcore.conductor import WorkflowNotStarted
 from batchcore.db import Database
 from batchcore.errors import (
     ConductorUnavailable,
@@ -25,7 +26,6 @@ from batchcore.errors import (
 from batchcore.queries import Q
 from batchcore.store import NewRun, Transition
 
-from .conductor_client import WorkflowNotStarted
 from .validation import ListFilters, RunRequest
 
 log = logging.getLogger(__name__)

@@ -12,11 +12,11 @@ import requests
 from prometheus_client import REGISTRY
 
 from batchcore import store
+from batchcore.conductor import WorkflowNotStarted
 from batchcore.db import Database
 from batchcore.settings import Settings
 from batchcore.store import Transition
 from gateway import create_app, openapi
-from gateway.conductor_client import WorkflowNotStarted
 from tests.unit.test_gateway_http import BAD_AUTHORIZATION, FakeConductor, api_routes
 from tests.unit.test_gateway_openapi import assert_documented
 
