@@ -30,8 +30,10 @@ def stack_env() -> dict[str, str]:
     """The running stack's endpoints; fails loudly when the stack is not up."""
     env = config.read_stack_env()
     if not env:
-        pytest.fail(f"no {config.STACK_DIR / 'stack.env'}: start the stack with `make up` "
-                    "(make test does this itself)")
+        pytest.fail(
+            f"no {config.STACK_DIR / 'stack.env'}: start the stack with `make up` "
+            "(make test does this itself)"
+        )
     try:
         psycopg2.connect(env["PG_ADMIN_URL"], connect_timeout=3).close()
     except psycopg2.OperationalError as exc:
@@ -114,7 +116,11 @@ def workbench_client(stack_env):
     """A real Workbench client for the stack's simulator."""
     from batchcore.workbench import WorkbenchClient
 
-    client = WorkbenchClient(stack_env["WORKBENCH_API_URL"], stack_env["WORKBENCH_API_TOKEN"],
-                             connect_timeout=1, read_timeout=3)
+    client = WorkbenchClient(
+        stack_env["WORKBENCH_API_URL"],
+        stack_env["WORKBENCH_API_TOKEN"],
+        connect_timeout=1,
+        read_timeout=3,
+    )
     yield client
     client.close()

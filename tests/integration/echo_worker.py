@@ -17,7 +17,8 @@ def echo(task: Task) -> dict:
 def main(task_name: str) -> None:
     handler = TaskHandler(
         workers=[Worker(task_definition_name=task_name, execute_function=echo, poll_interval=100)],
-        configuration=Configuration(), scan_for_annotated_workers=False,
+        configuration=Configuration(),
+        scan_for_annotated_workers=False,
     )
     signal.signal(signal.SIGTERM, lambda *_: (handler.stop_processes(), sys.exit(0)))
     handler.start_processes()

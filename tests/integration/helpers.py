@@ -14,9 +14,17 @@ from batchcore import store
 def make_run(database, parameters: dict | None = None, **extra) -> dict:
     """A PENDING run of the demo pipeline with unique prefixes."""
     with database.transaction() as cur:
-        run, _ = store.create_run(cur, store.NewRun(
-            "demo-batch", "BATCH", f"s3://in/{uuid.uuid4().hex}", f"s3://out/{uuid.uuid4().hex}",
-            parameters or {}, **extra))
+        run, _ = store.create_run(
+            cur,
+            store.NewRun(
+                "demo-batch",
+                "BATCH",
+                f"s3://in/{uuid.uuid4().hex}",
+                f"s3://out/{uuid.uuid4().hex}",
+                parameters or {},
+                **extra,
+            ),
+        )
     return run
 
 
@@ -57,7 +65,8 @@ class Simulator:
         requests.delete(f"{self.admin}/_sim/faults", timeout=5).raise_for_status()
 
     def jobs(self, run_id) -> list[dict]:
-        resp = requests.get(f"{self.admin}/_sim/jobs", params={"pipeline_run_id": str(run_id)},
-                            timeout=5)
+        resp = requests.get(
+            f"{self.admin}/_sim/jobs", params={"pipeline_run_id": str(run_id)}, timeout=5
+        )
         resp.raise_for_status()
         return resp.json()["items"]

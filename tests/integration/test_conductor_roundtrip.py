@@ -19,23 +19,50 @@ def _send(method: str, url: str, body: list) -> None:
 def test_req_2_8_python_worker_round_trip_on_the_real_server(conductor_url):
     suffix = uuid.uuid4().hex[:8]
     task, workflow = f"test_echo_{suffix}", f"test_roundtrip_{suffix}"
-    _send("POST", f"{conductor_url}/metadata/taskdefs", [{
-        "name": task, "retryCount": 0, "timeoutSeconds": 60, "responseTimeoutSeconds": 30,
-    }])
-    _send("PUT", f"{conductor_url}/metadata/workflow", [{
-        "name": workflow, "version": 1, "schemaVersion": 2,
-        "tasks": [{"name": task, "taskReferenceName": "echo", "type": "SIMPLE",
-                   "inputParameters": {"n": "${workflow.input.n}"}}],
-        "outputParameters": {"doubled": "${echo.output.doubled}"},
-    }])
+    _send(
+        "POST",
+        f"{conductor_url}/metadata/taskdefs",
+        [
+            {
+                "name": task,
+                "retryCount": 0,
+                "timeoutSeconds": 60,
+                "responseTimeoutSeconds": 30,
+            }
+        ],
+    )
+    _send(
+        "PUT",
+        f"{conductor_url}/metadata/workflow",
+        [
+            {
+                "name": workflow,
+                "version": 1,
+                "schemaVersion": 2,
+                "tasks": [
+                    {
+                        "name": task,
+                        "taskReferenceName": "echo",
+                        "type": "SIMPLE",
+                        "inputParameters": {"n": "${workflow.input.n}"},
+                    }
+                ],
+                "outputParameters": {"doubled": "${echo.output.doubled}"},
+            }
+        ],
+    )
     worker = subprocess.Popen(
         [sys.executable, "-m", "tests.integration.echo_worker", task],
         env={**os.environ, "CONDUCTOR_SERVER_URL": conductor_url},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
-        resp = requests.post(f"{conductor_url}/workflow", json={
-            "name": workflow, "version": 1, "input": {"n": 21}}, timeout=10)
+        resp = requests.post(
+            f"{conductor_url}/workflow",
+            json={"name": workflow, "version": 1, "input": {"n": 21}},
+            timeout=10,
+        )
         assert resp.status_code == 200, resp.text
         workflow_id = resp.text
         deadline = time.monotonic() + 60

@@ -19,8 +19,15 @@ from batchcore.workbench import WorkbenchClient
 from conductor_workers import polling, submission
 from tests.integration.helpers import await_true, fetch_run, history, make_run
 
-CFG = polling.SweepConfig(batch_size=7, concurrency=8, max_retries=2, lease_seconds=30,
-                          interval_seconds=1, retry_base_seconds=0.05, retry_cap_seconds=0.2)
+CFG = polling.SweepConfig(
+    batch_size=7,
+    concurrency=8,
+    max_retries=2,
+    lease_seconds=30,
+    interval_seconds=1,
+    retry_base_seconds=0.05,
+    retry_cap_seconds=0.2,
+)
 
 
 class CountingClient(WorkbenchClient):
@@ -39,8 +46,12 @@ class CountingClient(WorkbenchClient):
 
 @pytest.fixture
 def counting_client(stack_env):
-    client = CountingClient(stack_env["WORKBENCH_API_URL"], stack_env["WORKBENCH_API_TOKEN"],
-                            connect_timeout=1, read_timeout=5)
+    client = CountingClient(
+        stack_env["WORKBENCH_API_URL"],
+        stack_env["WORKBENCH_API_TOKEN"],
+        connect_timeout=1,
+        read_timeout=5,
+    )
     yield client
     client.close()
 
@@ -63,16 +74,16 @@ def submitted_run(database, client, simulate: dict | None = None) -> dict:
     """A run whose job the simulator really has, recorded SUBMITTED."""
     run = make_run(database, {"simulate": simulate} if simulate else {})
     out = submission.submit(database, client, str(run["id"]))
-    submission.persist(database, str(run["id"]), "SUBMITTED", "persist",
-                       workbench_job_id=out["workbench_job_id"])
+    submission.persist(
+        database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id=out["workbench_job_id"]
+    )
     return fetch_run(database, run["id"])
 
 
 def sweep_until_terminal(database, client, conductor, pool, runs, timeout=60.0):
     def all_terminal():
         polling.sweep(database, client, conductor, CFG, pool)
-        return all(fetch_run(database, r["id"])["status"] in ("COMPLETED", "FAILED")
-                   for r in runs)
+        return all(fetch_run(database, r["id"])["status"] in ("COMPLETED", "FAILED") for r in runs)
 
     await_true(all_terminal, timeout, "every run to reach a terminal status", every=0.3)
 
@@ -81,14 +92,18 @@ def _ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def test_req_3_3_mixed_outcomes_reach_the_workbench_truth(database, workbench_client,
-                                                          conductor, pool, simulator):
+def test_req_3_3_mixed_outcomes_reach_the_workbench_truth(
+    database, workbench_client, conductor, pool, simulator
+):
     rng = random.Random(7)
     plans = []
     for i in range(18):
         outcome = ["SUCCEEDED", "FAILED", "CANCELLED"][i % 3]
-        plan = {"outcome": outcome, "queue_seconds": round(rng.uniform(0, 0.6), 2),
-                "duration_seconds": round(rng.uniform(0.2, 2.0), 2)}
+        plan = {
+            "outcome": outcome,
+            "queue_seconds": round(rng.uniform(0, 0.6), 2),
+            "duration_seconds": round(rng.uniform(0.2, 2.0), 2),
+        }
         if outcome == "FAILED":
             plan["error_message"] = f"step {i} ran out of memory"
         plans.append(plan)
@@ -113,14 +128,17 @@ def test_req_3_3_mixed_outcomes_reach_the_workbench_truth(database, workbench_cl
         assert all(e["source"] == "poller" for e in events[2:])
 
 
-def test_req_3_2_a_job_that_keeps_failing_does_not_stop_the_others(database, workbench_client,
-                                                                   conductor, pool, simulator):
-    good = [submitted_run(database, workbench_client, {"duration_seconds": 0.2,
-                                                       "queue_seconds": 0})
-            for _ in range(4)]
+def test_req_3_2_a_job_that_keeps_failing_does_not_stop_the_others(
+    database, workbench_client, conductor, pool, simulator
+):
+    good = [
+        submitted_run(database, workbench_client, {"duration_seconds": 0.2, "queue_seconds": 0})
+        for _ in range(4)
+    ]
     bad = make_run(database)
-    submission.persist(database, str(bad["id"]), "SUBMITTED", "persist",
-                       workbench_job_id="wb-does-not-exist")
+    submission.persist(
+        database, str(bad["id"]), "SUBMITTED", "persist", workbench_job_id="wb-does-not-exist"
+    )
     sweep_until_terminal(database, workbench_client, conductor, pool, good)
     stored = fetch_run(database, bad["id"])
     assert stored["status"] == "SUBMITTED"
@@ -133,18 +151,21 @@ def test_req_3_2_a_job_that_keeps_failing_does_not_stop_the_others(database, wor
     polling.sweep(database, workbench_client, conductor, CFG, pool)
     again = fetch_run(database, bad["id"])
     assert again["poll_failures"] == failures_before + 1
-    streak_events = [e for e in history(database, bad["id"])
-                     if e["message"].startswith("Workbench status could not be read")]
+    streak_events = [
+        e
+        for e in history(database, bad["id"])
+        if e["message"].startswith("Workbench status could not be read")
+    ]
     assert len(streak_events) == 1
     assert streak_events[0]["details"]["kind"] == "not_found"
 
 
-def test_req_3_1_two_pollers_at_once_poll_each_due_run_once(database, database_url,
-                                                            counting_client, conductor, pool):
+def test_req_3_1_two_pollers_at_once_poll_each_due_run_once(
+    database, database_url, counting_client, conductor, pool
+):
     from batchcore.db import Database
 
-    runs = [submitted_run(database, counting_client, {"duration_seconds": 60})
-            for _ in range(40)]
+    runs = [submitted_run(database, counting_client, {"duration_seconds": 60}) for _ in range(40)]
     counting_client.calls.clear()
     other_db = Database(database_url, maxconn=3)
     other_pool = ThreadPoolExecutor(8)
@@ -166,10 +187,12 @@ def test_req_3_1_two_pollers_at_once_poll_each_due_run_once(database, database_u
 
 
 def test_req_3_5_sigkill_mid_sweep_loses_and_duplicates_no_transition(
-        database, database_url, workbench_client, simulator, stack_env):
-    runs = [submitted_run(database, workbench_client, {"duration_seconds": 0.1,
-                                                       "queue_seconds": 0})
-            for _ in range(6)]
+    database, database_url, workbench_client, simulator, stack_env
+):
+    runs = [
+        submitted_run(database, workbench_client, {"duration_seconds": 0.1, "queue_seconds": 0})
+        for _ in range(6)
+    ]
     simulator.faults(slow={"seconds": 4, "rate": 1.0})
     code = (
         "import sys; from concurrent.futures import ThreadPoolExecutor;"
@@ -181,9 +204,18 @@ def test_req_3_5_sigkill_mid_sweep_loses_and_duplicates_no_transition(
         " ConductorClient(sys.argv[4]), cfg, ThreadPoolExecutor(8))"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, database_url, stack_env["WORKBENCH_API_URL"],
-         stack_env["WORKBENCH_API_TOKEN"], stack_env["CONDUCTOR_SERVER_URL"]],
-        stdout=subprocess.PIPE, text=True, env={**os.environ},
+        [
+            sys.executable,
+            "-c",
+            code,
+            database_url,
+            stack_env["WORKBENCH_API_URL"],
+            stack_env["WORKBENCH_API_TOKEN"],
+            stack_env["CONDUCTOR_SERVER_URL"],
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
     )
     try:
         assert proc.stdout.readline().strip() == "sweeping"
@@ -210,5 +242,6 @@ def test_req_3_5_sigkill_mid_sweep_loses_and_duplicates_no_transition(
     for run in runs:
         moves = [(e["previous_status"], e["status"]) for e in history(database, run["id"])]
         # The job ended while the killed poller held it, so the next sweep sees COMPLETED.
-        assert moves == [(None, "PENDING"), ("PENDING", "SUBMITTED"),
-                         ("SUBMITTED", "COMPLETED")], moves
+        assert moves == [(None, "PENDING"), ("PENDING", "SUBMITTED"), ("SUBMITTED", "COMPLETED")], (
+            moves
+        )

@@ -16,8 +16,9 @@ SCRIPT = [sys.executable, "scripts/register_workflows.py"]
 
 
 def _run(env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(SCRIPT, env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        SCRIPT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_req_2_6_registration_twice_creates_then_updates(conductor_url):
@@ -29,19 +30,31 @@ def test_req_2_6_registration_twice_creates_then_updates(conductor_url):
     for task in reg.load("tasks"):
         url = f"{conductor_url}/metadata/taskdefs/{task['name']}"
         stored = requests.get(url, timeout=10).json()
-        for key in ("retryCount", "retryLogic", "retryDelaySeconds", "maxRetryDelaySeconds",
-                    "backoffJitterMs", "timeoutSeconds", "responseTimeoutSeconds"):
+        for key in (
+            "retryCount",
+            "retryLogic",
+            "retryDelaySeconds",
+            "maxRetryDelaySeconds",
+            "backoffJitterMs",
+            "timeoutSeconds",
+            "responseTimeoutSeconds",
+        ):
             assert stored[key] == task[key], (task["name"], key)
     for wf in reg.load("workflows"):
-        stored = requests.get(f"{conductor_url}/metadata/workflow/{wf['name']}",
-                              params={"version": wf["version"]}, timeout=10).json()
+        stored = requests.get(
+            f"{conductor_url}/metadata/workflow/{wf['name']}",
+            params={"version": wf["version"]},
+            timeout=10,
+        ).json()
         assert [t["taskReferenceName"] for t in stored["tasks"]] == [
-            t["taskReferenceName"] for t in wf["tasks"]]
+            t["taskReferenceName"] for t in wf["tasks"]
+        ]
 
 
 def test_req_2_6_poller_loop_keeps_a_bounded_history(conductor_url):
-    stored = requests.get(f"{conductor_url}/metadata/workflow/batch_status_poller",
-                          params={"version": 1}, timeout=10).json()
+    stored = requests.get(
+        f"{conductor_url}/metadata/workflow/batch_status_poller", params={"version": 1}, timeout=10
+    ).json()
     loop = stored["tasks"][0]
     assert loop["type"] == "DO_WHILE"
     assert loop["inputParameters"]["keepLastN"] == 3
@@ -58,10 +71,16 @@ def test_req_2_6_rejected_definition_names_the_definition_and_reason(conductor_u
     (tmp_path / "tasks").mkdir()
     (tmp_path / "workflows").mkdir()
     name = f"test_bad_{uuid.uuid4().hex[:8]}"
-    (tmp_path / "workflows" / "bad.json").write_text(json.dumps({
-        "name": name, "version": 1, "schemaVersion": 2,
-        "tasks": [{"name": "persist_run", "type": "SIMPLE"}],
-    }))
+    (tmp_path / "workflows" / "bad.json").write_text(
+        json.dumps(
+            {
+                "name": name,
+                "version": 1,
+                "schemaVersion": 2,
+                "tasks": [{"name": "persist_run", "type": "SIMPLE"}],
+            }
+        )
+    )
     try:
         reg.register_all(conductor_url, tmp_path)
     except reg.RegistrationError as exc:

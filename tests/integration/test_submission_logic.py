@@ -8,8 +8,7 @@ from conductor_workers import submission
 from tests.integration.helpers import fetch_run, history, make_run
 
 
-def test_req_2_2_submit_sends_the_run_id_as_idempotency_key(database, workbench_client,
-                                                            simulator):
+def test_req_2_2_submit_sends_the_run_id_as_idempotency_key(database, workbench_client, simulator):
     run = make_run(database)
     out = submission.submit(database, workbench_client, str(run["id"]))
     jobs = simulator.jobs(run["id"])
@@ -33,8 +32,9 @@ def test_req_2_3_a_known_job_id_is_reused_without_calling_the_workbench(database
     assert out == {"workbench_job_id": "wb-x", "reused": True}
 
 
-def test_req_2_4_transient_workbench_errors_go_back_to_conductor(database, workbench_client,
-                                                               simulator):
+def test_req_2_4_transient_workbench_errors_go_back_to_conductor(
+    database, workbench_client, simulator
+):
     run = make_run(database)
     simulator.faults(error_5xx={"status": 503, "count": 1})
     with pytest.raises(submission.TransientFailure, match="HTTP 503"):
@@ -63,10 +63,12 @@ def test_req_2_4_a_missing_run_or_terminal_run_fails_terminally(database, workbe
 
 def test_req_5_1_persist_run_applies_transition_and_event_once(database):
     run = make_run(database)
-    first = submission.persist(database, str(run["id"]), "SUBMITTED", "persist",
-                               workbench_job_id="wb-1")
-    second = submission.persist(database, str(run["id"]), "SUBMITTED", "persist",
-                                workbench_job_id="wb-1")
+    first = submission.persist(
+        database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1"
+    )
+    second = submission.persist(
+        database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1"
+    )
     assert (first["changed"], second["changed"]) == (True, False)
     stored = fetch_run(database, run["id"])
     assert stored["status"] == "SUBMITTED"
@@ -74,23 +76,32 @@ def test_req_5_1_persist_run_applies_transition_and_event_once(database):
     assert stored["submitted_at"] is not None
     events = history(database, run["id"])
     assert [(e["previous_status"], e["status"], e["source"]) for e in events] == [
-        (None, "PENDING", "gateway"), ("PENDING", "SUBMITTED", "persist")]
+        (None, "PENDING", "gateway"),
+        ("PENDING", "SUBMITTED", "persist"),
+    ]
 
 
 def test_req_5_1_persist_refuses_another_job_id_for_a_submitted_run(database):
     run = make_run(database)
     submission.persist(database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1")
     with pytest.raises(submission.PermanentFailure, match="wb-1"):
-        submission.persist(database, str(run["id"]), "SUBMITTED", "persist",
-                           workbench_job_id="wb-2")
+        submission.persist(
+            database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-2"
+        )
     assert len(history(database, run["id"])) == 2
 
 
 def test_req_5_3_failed_submission_stores_the_reason_and_details(database):
     run = make_run(database)
     reason = "Workbench API at http://127.0.0.1:9 unreachable: connection refused"
-    submission.persist(database, str(run["id"]), "FAILED", "submit", error_message=reason,
-                       error_details={"task": "submit_to_workbench", "attempts": 5})
+    submission.persist(
+        database,
+        str(run["id"]),
+        "FAILED",
+        "submit",
+        error_message=reason,
+        error_details={"task": "submit_to_workbench", "attempts": 5},
+    )
     stored = fetch_run(database, run["id"])
     assert stored["status"] == "FAILED"
     assert stored["error_message"] == reason

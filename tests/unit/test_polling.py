@@ -17,18 +17,21 @@ def job(status: str) -> JobStatus:
     return JobStatus("wb-1", status, run_status_for(status), None, None, None)
 
 
-@pytest.mark.parametrize(("current", "workbench", "expected"), [
-    ("SUBMITTED", "QUEUED", None),
-    ("SUBMITTED", "RUNNING", "RUNNING"),
-    ("SUBMITTED", "SUCCEEDED", "COMPLETED"),
-    ("SUBMITTED", "FAILED", "FAILED"),
-    ("RUNNING", "SUCCEEDED", "COMPLETED"),
-    ("RUNNING", "CANCELLED", "FAILED"),
-    ("RUNNING", "RUNNING", None),
-    ("RUNNING", "QUEUED", None),       # backwards: ignored and logged
-    ("COMPLETED", "FAILED", None),     # out of a terminal status: ignored
-    ("FAILED", "SUCCEEDED", None),
-])
+@pytest.mark.parametrize(
+    ("current", "workbench", "expected"),
+    [
+        ("SUBMITTED", "QUEUED", None),
+        ("SUBMITTED", "RUNNING", "RUNNING"),
+        ("SUBMITTED", "SUCCEEDED", "COMPLETED"),
+        ("SUBMITTED", "FAILED", "FAILED"),
+        ("RUNNING", "SUCCEEDED", "COMPLETED"),
+        ("RUNNING", "CANCELLED", "FAILED"),
+        ("RUNNING", "RUNNING", None),
+        ("RUNNING", "QUEUED", None),  # backwards: ignored and logged
+        ("COMPLETED", "FAILED", None),  # out of a terminal status: ignored
+        ("FAILED", "SUCCEEDED", None),
+    ],
+)
 def test_req_3_3_decide_moves_only_forward(current, workbench, expected):
     assert polling.decide(current, job(workbench)) == expected
 
@@ -47,8 +50,9 @@ class FlakyClient:
 
 
 def transient(retry_after=None):
-    return WorkbenchError("HTTP 503", transient=True, kind="server_error", status_code=503,
-                          retry_after=retry_after)
+    return WorkbenchError(
+        "HTTP 503", transient=True, kind="server_error", status_code=503, retry_after=retry_after
+    )
 
 
 def test_req_3_2_transient_errors_are_retried_with_growing_jittered_delays():
@@ -70,10 +74,10 @@ def test_req_3_2_transient_errors_are_retried_with_growing_jittered_delays():
 def test_req_3_2_retry_after_is_honoured():
     cfg = polling.SweepConfig(max_retries=2, retry_base_seconds=0.01, retry_cap_seconds=0.05)
     sleeps = []
-    rate_limited = WorkbenchError("429", transient=True, kind="rate_limited", status_code=429,
-                                  retry_after=2.0)
-    polling.fetch_status(FlakyClient(2, rate_limited), "wb-1", cfg, random.Random(1),
-                         sleeps.append)
+    rate_limited = WorkbenchError(
+        "429", transient=True, kind="rate_limited", status_code=429, retry_after=2.0
+    )
+    polling.fetch_status(FlakyClient(2, rate_limited), "wb-1", cfg, random.Random(1), sleeps.append)
     assert sleeps and all(d >= 2.0 for d in sleeps)
 
 

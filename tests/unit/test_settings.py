@@ -22,22 +22,25 @@ def test_req_2_7_a_good_environment_loads_with_defaults():
     assert cfg.poll_interval_seconds == 5
 
 
-@pytest.mark.parametrize(("name", "value", "expected"), [
-    ("CONDUCTOR_SERVER_URL", "http://conductor:8080", "must end in /api"),
-    ("CONDUCTOR_SERVER_URL", "conductor:8080/api", "http(s) URL"),
-    ("WORKBENCH_API_URL", "ftp://wb", "http(s) URL"),
-    ("WORKBENCH_API_URL", "http://user:pw@wb", "credentials"),
-    ("DATABASE_URL", "mysql://x", "postgresql://"),
-    ("GATEWAY_API_TOKENS", " , ", "at least one token"),
-    ("GATEWAY_API_TOKENS", "short", "shorter than 16"),
-    ("POLL_INTERVAL_SECONDS", "0", "between 1 and 3600"),
-    ("POLL_INTERVAL_SECONDS", "five", "must be int"),
-    ("POLL_BATCH_SIZE", "-1", "between"),
-    ("POLL_MAX_RETRIES", "99", "between 0 and 20"),
-    ("LOG_LEVEL", "LOUD", "must be one of"),
-    ("ALLOWED_PATH_SCHEMES", "s3,ht tp", "URI schemes"),
-    ("GATEWAY_BIND", "8000", "host:port"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("CONDUCTOR_SERVER_URL", "http://conductor:8080", "must end in /api"),
+        ("CONDUCTOR_SERVER_URL", "conductor:8080/api", "http(s) URL"),
+        ("WORKBENCH_API_URL", "ftp://wb", "http(s) URL"),
+        ("WORKBENCH_API_URL", "http://user:pw@wb", "credentials"),
+        ("DATABASE_URL", "mysql://x", "postgresql://"),
+        ("GATEWAY_API_TOKENS", " , ", "at least one token"),
+        ("GATEWAY_API_TOKENS", "short", "shorter than 16"),
+        ("POLL_INTERVAL_SECONDS", "0", "between 1 and 3600"),
+        ("POLL_INTERVAL_SECONDS", "five", "must be int"),
+        ("POLL_BATCH_SIZE", "-1", "between"),
+        ("POLL_MAX_RETRIES", "99", "between 0 and 20"),
+        ("LOG_LEVEL", "LOUD", "must be one of"),
+        ("ALLOWED_PATH_SCHEMES", "s3,ht tp", "URI schemes"),
+        ("GATEWAY_BIND", "8000", "host:port"),
+    ],
+)
 def test_req_2_7_bad_values_fail_naming_the_variable(name, value, expected):
     with pytest.raises(settings.SettingsError) as err:
         settings.load({**GOOD, name: value})
@@ -54,8 +57,9 @@ def test_req_2_7_a_missing_required_secret_fails_loudly(name):
 
 def test_req_2_7_libpq_variables_stand_in_for_database_url():
     env = {k: v for k, v in GOOD.items() if k != "DATABASE_URL"}
-    cfg = settings.load({**env, "PGHOST": "db", "PGDATABASE": "pipelines"},
-                        require=["DATABASE_URL"])
+    cfg = settings.load(
+        {**env, "PGHOST": "db", "PGDATABASE": "pipelines"}, require=["DATABASE_URL"]
+    )
     assert cfg.database_url == ""
 
 

@@ -1,0 +1,88 @@
+"""Faults through the whole stack: PostgreSQL and Conductor stopped and started again.
+
+Named to run last in the e2e tier: it stops shared processes (and starts them again).
+"""
+
+from __future__ import annotations
+
+import requests
+
+from stack import supervisor
+from tests.e2e.conftest import TERMINAL, restart_process, run_body
+from tests.integration.helpers import await_true
+
+
+def _get(url: str) -> requests.Response:
+    return requests.get(url, timeout=10)
+
+
+def test_req_7_2_postgres_restarted_mid_way_recovers_without_restarting_services(
+    api, stack_env, simulator
+):
+    before = {
+        name: supervisor.ctl("pid", name, check=False).stdout.strip()
+        for name in ("gateway", "submit-workers", "poller")
+    }
+    ids = [
+        api.post_run(run_body(parameters={"simulate": {"duration_seconds": 6}}), wait=10).json()[
+            "id"
+        ]
+        for _ in range(5)
+    ]
+    supervisor.ctl("stop", "postgres", check=False, quiet=True)
+    try:
+        poller_health = _get(f"{stack_env['POLLER_URL']}/healthz")
+        poller_ready = _get(f"{stack_env['POLLER_URL']}/readyz")
+        gateway_ready = _get(f"{stack_env['GATEWAY_URL']}/readyz")
+        during = api.post_run(run_body())
+        listing = api.session.get(f"{api.base}/api/v1/pipeline-runs", timeout=15)
+    finally:
+        restart_process("postgres")
+    assert poller_health.status_code == 200, poller_health.text
+    assert poller_ready.status_code == 503
+    assert poller_ready.json()["checks"]["database"] != "ok"
+    assert poller_ready.json()["checks"]["conductor"] == "ok"
+    assert gateway_ready.status_code == 503
+    assert during.status_code == 503, during.text
+    assert during.json()["error"]["code"] == "database_unavailable"
+    assert listing.status_code == 503
+    for run_id in ids:
+        run = api.await_status(run_id, TERMINAL, timeout=120)
+        assert run["status"] == "COMPLETED", run
+    after = api.post_run(run_body(), wait=15)
+    assert after.status_code == 202, after.text
+    api.await_status(after.json()["id"], "COMPLETED", timeout=60)
+    assert _get(f"{stack_env['POLLER_URL']}/readyz").status_code == 200
+    now = {name: supervisor.ctl("pid", name, check=False).stdout.strip() for name in before}
+    assert now == before, "no service may be restarted to recover"
+
+
+def test_req_7_4_conductor_stopped_gives_503_and_a_failed_row_then_recovers(api, stack_env):
+    supervisor.ctl("stop", "conductor", check=False, quiet=True)
+    try:
+        resp = api.post_run(run_body())
+        ready = _get(f"{stack_env['GATEWAY_URL']}/readyz")
+    finally:
+        restart_process(
+            "conductor",
+            stack_env["CONDUCTOR_SERVER_URL"].removesuffix("/api") + "/health",
+            timeout=240,
+        )
+    assert resp.status_code == 503, resp.text
+    error = resp.json()["error"]
+    run_id = next(d["run_id"] for d in error["details"] if "run_id" in d)
+    assert run_id in error["message"]
+    assert ready.status_code == 503
+    run = api.get_run(run_id)
+    assert run["status"] == "FAILED"
+    assert "Conductor at" in run["error_message"]
+    assert run["error_details"]["conductor_url"] == stack_env["CONDUCTOR_SERVER_URL"]
+    assert run["history"][-1]["source"] == "gateway"
+    await_true(
+        lambda: _get(f"{stack_env['GATEWAY_URL']}/readyz").status_code == 200,
+        60,
+        "the gateway to be ready again",
+    )
+    again = api.post_run(run_body(), wait=20)
+    assert again.status_code == 202, again.text
+    assert api.await_status(again.json()["id"], "COMPLETED", timeout=90)
