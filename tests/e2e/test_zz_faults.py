@@ -5,6 +5,8 @@ Named to run last in the e2e tier: it stops shared processes (and starts them ag
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import requests
 
 from stack import supervisor
@@ -86,3 +88,27 @@ def test_req_7_4_conductor_stopped_gives_503_and_a_failed_row_then_recovers(api,
     again = api.post_run(run_body(), wait=20)
     assert again.status_code == 202, again.text
     assert api.await_status(again.json()["id"], "COMPLETED", timeout=90)
+
+
+def test_req_7_3_poller_stops_cleanly_on_sigterm_and_loses_no_update(api, stack_env):
+    ids = [
+        api.post_run(run_body(parameters={"simulate": {"duration_seconds": 3}}), wait=10).json()[
+            "id"
+        ]
+        for _ in range(4)
+    ]
+    log = Path(stack_env["STACK_DIR"]) / "logs" / "poller.log"
+    offset = log.stat().st_size
+    supervisor.ctl("stop", "poller", check=False, quiet=True)
+    try:
+        stopped_log = log.read_text(errors="replace")[offset:]
+        assert supervisor.state("poller") == "STOPPED"
+        assert "poller workers stopped" in stopped_log
+        assert "Traceback" not in stopped_log
+    finally:
+        restart_process("poller", f"{stack_env['POLLER_URL']}/readyz")
+    for run_id in ids:
+        run = api.await_status(run_id, TERMINAL, timeout=90)
+        assert run["status"] == "COMPLETED"
+        moves = [(h["previous_status"], h["status"]) for h in run["history"]]
+        assert len(moves) == len(set(moves)), moves

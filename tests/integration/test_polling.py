@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -245,3 +246,59 @@ def test_req_3_5_sigkill_mid_sweep_loses_and_duplicates_no_transition(
         assert moves == [(None, "PENDING"), ("PENDING", "SUBMITTED"), ("SUBMITTED", "COMPLETED")], (
             moves
         )
+
+
+def test_req_3_2_rate_limited_status_calls_honour_retry_after(
+    stack_env, simulator, workbench_client, database
+):
+    run = submitted_run(database, workbench_client, {"duration_seconds": 30})
+    simulator.faults(rate_limit={"count": 2, "retry_after": 1, "only": "status"})
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    cfg = polling.SweepConfig(max_retries=3, retry_base_seconds=0.01, retry_cap_seconds=0.05)
+    status = polling.fetch_status(
+        workbench_client, run["workbench_job_id"], cfg, random.Random(5), sleep
+    )
+    assert status.job_id == run["workbench_job_id"]
+    assert len(slept) == 2 and all(s >= 1.0 for s in slept), slept
+
+
+def test_req_3_2_failing_status_calls_back_off_with_growing_jittered_delays(
+    stack_env, simulator, workbench_client, database
+):
+    run = submitted_run(database, workbench_client, {"duration_seconds": 30})
+    simulator.faults(error_5xx={"status": 502, "count": 3, "only": "status"})
+    slept = []
+    cfg = polling.SweepConfig(max_retries=3, retry_base_seconds=0.05, retry_cap_seconds=1)
+    polling.fetch_status(
+        workbench_client, run["workbench_job_id"], cfg, random.Random(9), slept.append
+    )
+    assert len(slept) == 3
+    assert all(0 <= s <= 0.05 * 2**i for i, s in enumerate(slept)), slept
+
+
+def test_req_6_two_worker_services_never_start_two_poller_loops(database, conductor):
+    from conductor_workers import supervision
+
+    def running_loops():
+        return [
+            w
+            for w in conductor.correlated(
+                supervision.POLLER_WORKFLOW, supervision.POLLER_CORRELATION_ID
+            )
+            if w["status"] == "RUNNING"
+        ]
+
+    before = {w["workflowId"] for w in running_loops()}
+    with ThreadPoolExecutor(4) as both:
+        ids = list(
+            both.map(lambda _: supervision.ensure_poller_loop(conductor, database, 2), range(4))
+        )
+    after = {w["workflowId"] for w in running_loops()}
+    assert len(after) == 1, after
+    assert {i for i in ids if i} <= after
+    assert not before or before == after
