@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import requests
 
 from . import conductor, postgres
-from .config import PORTS, ROOT, VENV_BIN
+from .config import PORTS, ROOT, STACK_DIR, VENV_BIN
 
 
 @dataclass
@@ -117,7 +117,7 @@ def build(sec: dict[str, str], ep: dict[str, str]) -> list[Process]:
                 "SIM_PORT": str(PORTS.workbench),
                 "SIM_ADMIN_PORT": str(PORTS.workbench_admin),
                 "WORKBENCH_API_TOKEN": sec["WORKBENCH_API_TOKEN"],
-                "SIM_JOB_LOG": str(ROOT / ".stack" / "workbench" / "jobs.jsonl"),
+                "SIM_JOB_LOG": str(STACK_DIR / "workbench" / "jobs.jsonl"),
                 "SIM_QUEUE_SECONDS": os.environ.get("SIM_QUEUE_SECONDS", "1"),
                 "SIM_RUN_SECONDS": os.environ.get("SIM_RUN_SECONDS", "3"),
                 "PYTHONUNBUFFERED": "1",

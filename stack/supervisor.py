@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from .config import LOG_DIR, STACK_DIR, VENV_BIN
+from .config import LOG_DIR, ROOT, STACK_DIR, VENV_BIN
 
 CONF = STACK_DIR / "supervisord.conf"
 SOCKET = STACK_DIR / "supervisor.sock"
@@ -28,7 +28,7 @@ def write_config(processes) -> Path:
         f"logfile={LOG_DIR / 'supervisord.log'}",
         f"pidfile={STACK_DIR / 'supervisord.pid'}",
         f"childlogdir={LOG_DIR}",
-        f"directory={STACK_DIR.parent}",
+        f"directory={ROOT}",
         "logfile_maxbytes=10MB",
         "minfds=4096",
         "",
@@ -43,7 +43,8 @@ def write_config(processes) -> Path:
         lines += [
             f"[program:{p.name}]",
             "command=" + " ".join(p.command),
-            f"directory={STACK_DIR.parent}",
+            # The checkout, wherever STACK_DIR is: commands use paths relative to it.
+            f"directory={ROOT}",
             "autostart=false",
             f"autorestart={'true' if p.autorestart else 'false'}",
             "startsecs=2",
