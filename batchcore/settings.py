@@ -168,6 +168,20 @@ VARIABLES: tuple[Var, ...] = (
         "How long a claimed run is held by one poller before another may take it",
     ),
     Var(
+        "RECONCILE_INTERVAL_SECONDS",
+        "reconcile_interval_seconds",
+        _number(int, 5, 86400),
+        "30",
+        "How often a poller runs the reconciler (stuck PENDING runs, lost workflows)",
+    ),
+    Var(
+        "RECONCILE_PENDING_SECONDS",
+        "reconcile_pending_seconds",
+        _number(int, 30, 86400),
+        "120",
+        "How long a run may stay PENDING before the reconciler repairs it",
+    ),
+    Var(
         "WORKBENCH_CONNECT_TIMEOUT_SECONDS",
         "workbench_connect_timeout",
         _number(float, 0.1, 60),
@@ -255,6 +269,8 @@ class Settings:
     poll_max_retries: int = 3
     poll_concurrency: int = 16
     poll_lease_seconds: int = 60
+    reconcile_interval_seconds: int = 30
+    reconcile_pending_seconds: int = 120
     workbench_connect_timeout: float = 3.0
     workbench_read_timeout: float = 10.0
     allowed_path_schemes: frozenset[str] = frozenset({"s3", "gs", "abfs", "file"})

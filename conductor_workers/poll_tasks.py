@@ -2,11 +2,16 @@
 
 # No `from __future__ import annotations`: the SDK reads the real annotation types.
 import functools
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from conductor.client.worker.worker_task import worker_task
 
-from . import polling, resources
+from . import polling, reconcile, resources
+
+log = logging.getLogger(__name__)
+_last_reconcile = 0.0
 
 
 @functools.cache
@@ -22,13 +27,37 @@ def _sweep_config() -> polling.SweepConfig:
 
 
 @functools.cache
+def _reconcile_config() -> reconcile.ReconcileConfig:
+    return reconcile.ReconcileConfig(
+        pending_after_seconds=resources.settings().reconcile_pending_seconds
+    )
+
+
+@functools.cache
 def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(_sweep_config().concurrency, thread_name_prefix="poll")
+
+
+def _maybe_reconcile() -> dict | None:
+    """Run the reconciler when its interval has passed in this process."""
+    global _last_reconcile
+    if time.monotonic() - _last_reconcile < resources.settings().reconcile_interval_seconds:
+        return None
+    _last_reconcile = time.monotonic()
+    return reconcile.reconcile(resources.database(), resources.conductor(), _reconcile_config())
 
 
 @worker_task(task_definition_name="poll_status", thread_count=1, poll_interval_millis=100)
 def poll_status() -> dict:
     """One sweep of the due SUBMITTED and RUNNING runs; the summary shows in Conductor."""
-    return polling.sweep(
-        resources.database(), resources.workbench(), resources.conductor(), _sweep_config(), _pool()
+    summary = polling.sweep(
+        resources.database(),
+        resources.workbench(),
+        resources.conductor(),
+        _sweep_config(),
+        _pool(),
     )
+    repaired = _maybe_reconcile()
+    if repaired is not None:
+        summary["reconciled"] = repaired
+    return summary

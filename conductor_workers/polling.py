@@ -68,6 +68,7 @@ class Outcome:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     poll_error: str | None = None
+    error_kind: str | None = None
     retry_at: datetime | None = None
 
 
@@ -127,6 +128,7 @@ def poll_one(client: WorkbenchClient, run: dict, cfg: SweepConfig, rng: random.R
             exc.message,
         )
         outcome.poll_error = exc.message
+        outcome.error_kind = exc.kind
         outcome.retry_at = datetime.now(UTC) + timedelta(seconds=wait)
         outcome.details = {
             "kind": exc.kind,
@@ -161,38 +163,18 @@ def poll_one(client: WorkbenchClient, run: dict, cfg: SweepConfig, rng: random.R
 def apply(db: Database, outcomes: list[Outcome], interval_seconds: int) -> list[dict]:
     """Record a batch's outcomes in one statement; return the runs that moved."""
     cols = {
-        name: []
-        for name in (
-            "ids",
-            "expected",
-            "new_status",
-            "error_message",
-            "started_at",
-            "finished_at",
-            "poll_error",
-            "retry_at",
-            "message",
-            "details",
-        )
+        "ids": [o.run_id for o in outcomes],
+        "expected": [o.expected for o in outcomes],
+        "new_status": [o.new_status for o in outcomes],
+        "error_message": [o.error_message for o in outcomes],
+        "started_at": [o.started_at for o in outcomes],
+        "finished_at": [o.finished_at for o in outcomes],
+        "poll_error": [o.poll_error for o in outcomes],
+        "error_kind": [o.error_kind for o in outcomes],
+        "retry_at": [o.retry_at for o in outcomes],
+        "message": [o.message for o in outcomes],
+        "details": [Json(o.details) for o in outcomes],
     }
-    for o in outcomes:
-        for name, value in zip(
-            cols,
-            (
-                o.run_id,
-                o.expected,
-                o.new_status,
-                o.error_message,
-                o.started_at,
-                o.finished_at,
-                o.poll_error,
-                o.retry_at,
-                o.message,
-                Json(o.details),
-            ),
-            strict=True,
-        ):
-            cols[name].append(value)
     with db.transaction() as cur:
         cur.execute(Q["apply_poll_results"], {**cols, "interval_seconds": interval_seconds})
         return cur.fetchall()

@@ -98,6 +98,22 @@ def persist(
     except NotFound as exc:
         raise PermanentFailure(exc.message) from exc
     except InvalidTransition as exc:
+        already = _already_past_submitted(db, run_id, status, workbench_job_id)
+        if already:
+            return already
         raise PermanentFailure(exc.message) from exc
     log.info("persist run=%s status=%s changed=%s", run_id, status, changed)
     return {"status": run["status"], "changed": changed}
+
+
+def _already_past_submitted(
+    db: Database, run_id: str, status: str, workbench_job_id: str | None
+) -> dict | None:
+    """A repeated SUBMITTED for a run the poller has since moved on: nothing to do."""
+    if status != statuses.SUBMITTED:
+        return None
+    with db.transaction() as cur:
+        run = store.get_run(cur, run_id)
+    if run["workbench_job_id"] == workbench_job_id and run["status"] != statuses.PENDING:
+        return {"status": run["status"], "changed": False}
+    return None

@@ -22,9 +22,10 @@ WITH input AS (
     SELECT * FROM unnest(
         %(ids)s::uuid[], %(expected)s::text[], %(new_status)s::text[], %(error_message)s::text[],
         %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[], %(poll_error)s::text[],
-        %(retry_at)s::timestamptz[], %(message)s::text[], %(details)s::jsonb[]
+        %(retry_at)s::timestamptz[], %(message)s::text[], %(details)s::jsonb[],
+        %(error_kind)s::text[]
     ) AS i(id, expected, new_status, error_message, started_at, finished_at, poll_error,
-           retry_at, message, details)
+           retry_at, message, details, error_kind)
 ),
 moved AS (
     UPDATE pipeline_runs r SET
@@ -43,6 +44,7 @@ moved AS (
                             ELSE now() + %(interval_seconds)s * interval '1 second' END,
         poll_failures = 0,
         last_poll_error = NULL,
+        last_poll_error_kind = NULL,
         poll_lease_until = NULL
     FROM input i
     WHERE r.id = i.id AND i.new_status IS NOT NULL AND r.status = i.expected
@@ -58,6 +60,7 @@ stayed AS (
         last_polled_at = now(),
         poll_failures = CASE WHEN i.poll_error IS NULL THEN 0 ELSE r.poll_failures + 1 END,
         last_poll_error = i.poll_error,
+        last_poll_error_kind = i.error_kind,
         next_poll_at = COALESCE(i.retry_at, now() + %(interval_seconds)s * interval '1 second'),
         poll_lease_until = NULL
     FROM input i

@@ -1,0 +1,226 @@
+"""Issue 6.1: the reconciler repairs runs the normal path left behind, on the real stack."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+
+from batchcore.conductor import ConductorClient
+from conductor_workers import reconcile, submission
+from tests.integration.helpers import fetch_run, history, make_run
+
+CFG = reconcile.ReconcileConfig(
+    pending_after_seconds=60,
+    check_workflows_every_seconds=0,
+    batch=20,
+    max_restarts=2,
+    max_not_found_failures=3,
+)
+
+
+@pytest.fixture
+def conductor(conductor_url):
+    client = ConductorClient(conductor_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def test_workflow(conductor_url, database):
+    """A private workflow with a SIMPLE task referenced as `submit` (no worker polls it),
+    and a pipeline of this test's database that runs it; every execution is terminated after."""
+    name = f"test_reconcile_{uuid.uuid4().hex[:8]}"
+    requests.post(
+        f"{conductor_url}/metadata/taskdefs",
+        json=[
+            {
+                "name": name,
+                "retryCount": 0,
+                "timeoutSeconds": 600,
+                "responseTimeoutSeconds": 300,
+            }
+        ],
+        timeout=10,
+    ).raise_for_status()
+    requests.put(
+        f"{conductor_url}/metadata/workflow",
+        json=[
+            {
+                "name": name,
+                "version": 1,
+                "schemaVersion": 2,
+                "tasks": [
+                    {"name": name, "taskReferenceName": "submit", "type": "SIMPLE"},
+                    {
+                        "name": "await_completion",
+                        "taskReferenceName": "await_completion",
+                        "type": "WAIT",
+                    },
+                ],
+            }
+        ],
+        timeout=10,
+    ).raise_for_status()
+    with database.transaction() as cur:
+        cur.execute("UPDATE pipelines SET workflow_name = %s WHERE name = 'demo-batch'", (name,))
+    started: list[str] = []
+    yield name, started
+    for run_id in started:
+        resp = requests.get(
+            f"{conductor_url}/workflow/{name}/correlated/{run_id}",
+            params={"includeClosed": "false"},
+            timeout=10,
+        )
+        for wf in resp.json():
+            requests.delete(
+                f"{conductor_url}/workflow/{wf['workflowId']}",
+                params={"reason": "test cleanup"},
+                timeout=10,
+            )
+    requests.delete(f"{conductor_url}/metadata/workflow/{name}/1", timeout=10)
+    requests.delete(f"{conductor_url}/metadata/taskdefs/{name}", timeout=10)
+
+
+def _age(database, run_id, seconds=600):
+    with database.transaction() as cur:
+        cur.execute(
+            "UPDATE pipeline_runs SET created_at = now() - %s * interval '1 second' WHERE id = %s",
+            (seconds, run_id),
+        )
+
+
+def _start(conductor, name, run) -> str:
+    return conductor.start_workflow(name, 1, str(run["id"]), {"pipeline_run_id": str(run["id"])})
+
+
+def _reconciler_events(database, run_id):
+    return [e for e in history(database, run_id) if e["source"] == "reconciler"]
+
+
+def test_req_6_1_pending_run_whose_start_was_lost_gets_its_workflow(
+    database, conductor, test_workflow
+):
+    name, started = test_workflow
+    run = make_run(database)
+    started.append(str(run["id"]))
+    fresh = reconcile.reconcile(database, conductor, CFG)
+    assert fresh == {}, "a young PENDING run is left alone"
+    _age(database, run["id"])
+    assert reconcile.reconcile(database, conductor, CFG) == {"restarted": 1}
+    stored = fetch_run(database, run["id"])
+    live = conductor.correlated(name, str(run["id"]))
+    assert [w["workflowId"] for w in live] == [stored["conductor_workflow_id"]]
+    (event,) = _reconciler_events(database, run["id"])
+    assert event["details"]["action"] == "restarted"
+    assert "no workflow was ever started" in event["message"]
+    assert reconcile.reconcile(database, conductor, CFG) == {"still_running": 1}
+
+
+def test_req_6_1_pending_run_whose_workflow_was_terminated_fails_explicitly(
+    database, conductor, test_workflow
+):
+    name, started = test_workflow
+    run = make_run(database)
+    started.append(str(run["id"]))
+    workflow_id = _start(conductor, name, run)
+    conductor.terminate(workflow_id, "operator cancelled it")
+    _age(database, run["id"])
+    assert reconcile.reconcile(database, conductor, CFG) == {"failed": 1}
+    stored = fetch_run(database, run["id"])
+    assert stored["status"] == "FAILED"
+    assert workflow_id in stored["error_message"]
+    assert "operator cancelled it" in stored["error_message"]
+    assert history(database, run["id"])[-1]["source"] == "reconciler"
+
+
+def test_req_6_1_job_id_of_an_ended_workflow_is_recovered(
+    database, conductor, conductor_url, test_workflow
+):
+    name, started = test_workflow
+    run = make_run(database)
+    started.append(str(run["id"]))
+    workflow_id = _start(conductor, name, run)
+    conductor.complete_task(workflow_id, "submit", "COMPLETED", {"workbench_job_id": "wb-lost"})
+    conductor.terminate(workflow_id, "worker died between the Workbench answer and the commit")
+    _age(database, run["id"])
+    assert reconcile.reconcile(database, conductor, CFG) == {"recovered_job": 1}
+    stored = fetch_run(database, run["id"])
+    assert (stored["status"], stored["workbench_job_id"]) == ("SUBMITTED", "wb-lost")
+
+
+def test_req_6_1_restarts_are_bounded_then_the_run_fails(database, conductor, test_workflow):
+    name, started = test_workflow
+    run = make_run(database)
+    started.append(str(run["id"]))
+    _age(database, run["id"])
+    for _ in range(CFG.max_restarts):
+        assert reconcile.reconcile(database, conductor, CFG) == {"restarted": 1}
+        current = fetch_run(database, run["id"])["conductor_workflow_id"]
+        conductor.complete_task(current, "submit", "FAILED", {})
+    assert reconcile.reconcile(database, conductor, CFG) == {"failed": 1}
+    stored = fetch_run(database, run["id"])
+    assert stored["status"] == "FAILED"
+    assert f"restarted {CFG.max_restarts} times" in stored["error_message"]
+
+
+def test_req_6_1_active_run_whose_workflow_was_terminated_gets_a_new_one(
+    database, conductor, test_workflow
+):
+    name, started = test_workflow
+    run = make_run(database)
+    started.append(str(run["id"]))
+    workflow_id = _start(conductor, name, run)
+    with database.transaction() as cur:
+        cur.execute(
+            "UPDATE pipeline_runs SET conductor_workflow_id = %s WHERE id = %s",
+            (workflow_id, run["id"]),
+        )
+    submission.persist(database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1")
+    assert reconcile.reconcile(database, conductor, CFG) == {"workflow_ok": 1}
+    conductor.terminate(workflow_id, "someone terminated it")
+    assert reconcile.reconcile(database, conductor, CFG) == {"replaced": 1}
+    stored = fetch_run(database, run["id"])
+    assert stored["status"] == "SUBMITTED"
+    assert stored["conductor_workflow_id"] not in (None, workflow_id)
+    (event,) = _reconciler_events(database, run["id"])
+    assert event["details"]["previous_workflow_status"] == "TERMINATED"
+
+
+def test_req_6_1_a_job_the_workbench_lost_ends_the_run(database, conductor, test_workflow):
+    run = make_run(database)
+    submission.persist(database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-9")
+    with database.transaction() as cur:
+        cur.execute(
+            "UPDATE pipeline_runs SET poll_failures = 3, last_poll_error_kind = "
+            "'not_found', last_poll_error = 'HTTP 404', workflow_checked_at = now() "
+            "WHERE id = %s",
+            (run["id"],),
+        )
+    lost_cfg = reconcile.ReconcileConfig(
+        check_workflows_every_seconds=3600, max_not_found_failures=3
+    )
+    assert reconcile.reconcile(database, conductor, lost_cfg) == {"failed_lost": 1}
+    stored = fetch_run(database, run["id"])
+    assert stored["status"] == "FAILED"
+    assert "no longer knows job wb-9" in stored["error_message"]
+
+
+def test_req_6_1_submitted_without_a_job_id_cannot_exist(database):
+    import psycopg2
+
+    run = make_run(database)
+    with pytest.raises(psycopg2.errors.CheckViolation), database.transaction() as cur:
+        cur.execute("UPDATE pipeline_runs SET status = 'SUBMITTED' WHERE id = %s", (run["id"],))
+
+
+def test_req_6_1_a_repeated_submitted_after_the_poller_moved_on_is_a_no_op(database):
+    run = make_run(database)
+    submission.persist(database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-5")
+    with database.transaction() as cur:
+        cur.execute("UPDATE pipeline_runs SET status = 'RUNNING' WHERE id = %s", (run["id"],))
+    again = submission.persist(
+        database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-5"
+    )
+    assert again == {"status": "RUNNING", "changed": False}
