@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv up down status logs migrate register demo test test-unit test-integration test-e2e lint format clean
+.PHONY: venv up down status logs migrate register demo chaos test test-unit test-integration test-e2e lint format clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,11 @@ register: venv
 
 demo: up
 	$(PY) scripts/demo.py
+
+# Long fault scenarios against the running stack (about 15 minutes); figures in
+# bench/results/chaos.json.
+chaos: up
+	$(PY) -m chaos $(SCENARIOS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

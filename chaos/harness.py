@@ -1,0 +1,186 @@
+"""What every chaos scenario needs: the stack's processes, steady load, faults, verification."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import psycopg2
+import requests
+
+from stack import config, supervisor
+
+TERMINAL = ("COMPLETED", "FAILED")
+SIM_TO_RUN = {"SUCCEEDED": "COMPLETED", "FAILED": "FAILED", "CANCELLED": "FAILED"}
+
+
+class Stack:
+    """The running local stack: its endpoints, processes and simulator."""
+
+    def __init__(self):
+        self.env = config.read_stack_env()
+        if not self.env:
+            raise SystemExit(f"no {config.STACK_DIR / 'stack.env'}: run `make up` first")
+        self.gateway = self.env["GATEWAY_URL"]
+        self.admin = self.env["WORKBENCH_ADMIN_URL"]
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {self.env['GATEWAY_API_TOKEN']}"
+
+    def pid(self, name: str) -> int:
+        out = supervisor.ctl("pid", name, check=False).stdout.strip()
+        return int(out) if out.isdigit() else 0
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a program and everything it spawned; supervisord restarts it."""
+        pid = self.pid(name)
+        if pid:
+            os.killpg(pid, signal.SIGKILL)
+
+    def kill_gateway_worker(self) -> bool:
+        """SIGKILL one gunicorn worker; the gunicorn master starts a new one."""
+        master = self.pid("gateway")
+        children = _children(master)
+        if not children:
+            return False
+        os.kill(children[0], signal.SIGKILL)
+        return True
+
+    def await_ready(self, name: str, url: str, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(url, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"{name} did not come back within {timeout}s")
+
+    def faults(self, **faults) -> None:
+        requests.post(f"{self.admin}/_sim/faults", json=faults, timeout=5).raise_for_status()
+
+    def clear_faults(self) -> None:
+        requests.delete(f"{self.admin}/_sim/faults", timeout=5).raise_for_status()
+
+    def sim_jobs(self) -> dict[str, list[dict]]:
+        items = requests.get(f"{self.admin}/_sim/jobs", timeout=30).json()["items"]
+        by_run = collections.defaultdict(list)
+        for job in items:
+            by_run[job["pipeline_run_id"]].append(job)
+        return by_run
+
+    def sql(self, query: str, params=None, url_key: str = "DATABASE_URL"):
+        with psycopg2.connect(self.env[url_key], connect_timeout=5) as conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else None
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+@dataclass
+class Load:
+    """Submits runs at a steady rate from a few threads; remembers what was accepted."""
+
+    stack: Stack
+    rate_per_second: float
+    simulate: dict = field(default_factory=lambda: {"duration_seconds": 2})
+    accepted: list[str] = field(default_factory=list)
+    answers: collections.Counter = field(default_factory=collections.Counter)
+    slowest_answer_s: float = 0.0
+
+    def run(self, seconds: float, threads: int = 4) -> None:
+        """Submit for `seconds`, blocking."""
+        interval = threads / self.rate_per_second
+        deadline = time.monotonic() + seconds
+        lock = threading.Lock()
+
+        def submitter(offset: float):
+            next_at = time.monotonic() + offset
+            while next_at < deadline:
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += interval
+                self._one(lock)
+
+        workers = [
+            threading.Thread(target=submitter, args=(i * interval / threads,))
+            for i in range(threads)
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    def _one(self, lock: threading.Lock) -> None:
+        tag = uuid.uuid4().hex
+        body = {
+            "pipeline": "demo-batch",
+            "mode": "BATCH",
+            "input_path_prefix": f"s3://chaos-in/{tag}",
+            "output_path_prefix": f"s3://chaos-out/{tag}",
+            "parameters": {"simulate": self.simulate},
+        }
+        started = time.monotonic()
+        try:
+            resp = self.stack.session.post(
+                f"{self.stack.gateway}/api/v1/pipeline-runs", json=body, timeout=40
+            )
+            key = resp.status_code
+        except requests.RequestException as exc:
+            resp, key = None, type(exc).__name__
+        with lock:
+            self.answers[str(key)] += 1
+            self.slowest_answer_s = max(self.slowest_answer_s, time.monotonic() - started)
+            if resp is not None and 200 <= resp.status_code < 300:
+                self.accepted.append(resp.json()["id"])
+
+
+def verify(stack: Stack, run_ids: list[str], timeout: float) -> dict:
+    """Wait until every accepted run is terminal (or time is up), then check it against
+    the simulator's record: its outcome, and exactly one job per run."""
+    deadline = time.monotonic() + timeout
+    statuses: dict[str, tuple] = {}
+    while True:
+        rows = (
+            stack.sql(
+                "SELECT id::text, status, workbench_job_id FROM pipeline_runs "
+                "WHERE id = ANY(%s::uuid[])",
+                (run_ids,),
+            )
+            if run_ids
+            else []
+        )
+        statuses = {r[0]: (r[1], r[2]) for r in rows}
+        open_runs = [i for i in run_ids if statuses.get(i, ("?",))[0] not in TERMINAL]
+        if not open_runs or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    jobs = stack.sim_jobs()
+    duplicates = mismatched = 0
+    for run_id in run_ids:
+        status, job_id = statuses.get(run_id, ("MISSING", None))
+        run_jobs = jobs.get(run_id, [])
+        duplicates += len(run_jobs) > 1
+        if status not in TERMINAL:
+            continue
+        truth = SIM_TO_RUN.get(run_jobs[0]["status"], "OPEN") if run_jobs else "FAILED"
+        if status != truth or (run_jobs and job_id != run_jobs[0]["job_id"]):
+            mismatched += 1
+    terminal = sum(1 for i in run_ids if statuses.get(i, ("?",))[0] in TERMINAL)
+    return {
+        "runs_accepted": len(run_ids),
+        "runs_terminal": terminal,
+        "runs_lost": len(run_ids) - terminal + mismatched,
+        "runs_mismatched": mismatched,
+        "duplicate_workbench_jobs": duplicates,
+        "runs_completed": sum(1 for s, _ in statuses.values() if s == "COMPLETED"),
+        "runs_failed": sum(1 for s, _ in statuses.values() if s == "FAILED"),
+    }
