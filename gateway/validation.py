@@ -108,7 +108,8 @@ _AUTHORITY_END_RE = re.compile(r"[/\\?#]")
 _EXTRA_DOTS = str.maketrans({"\u3002": ".", "\uff61": ".", "\uff0e": "."})
 _INET_PART_RE = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+", re.ASCII)
 _LIMIT_RE = re.compile(r"-?[0-9]+", re.ASCII)
-_WAIT_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+# A decimal number, with an exponent too: clients serialize small floats as 5.9e-08.
+_WAIT_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -747,7 +748,7 @@ def parse_list_filters(
 
 
 def parse_wait(value: str | None) -> float:
-    """Seconds from `?wait=` (0 to 30, fractions allowed); 0 when absent."""
+    """Seconds from `?wait=` (0 to 30, fractions and exponents allowed); 0 when absent."""
     if value is None:
         return 0.0
     if not isinstance(value, str) or len(value) > 32 or not _WAIT_RE.fullmatch(value):

@@ -598,7 +598,20 @@ def test_list_limit_bounds_are_configurable() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, 0.0), ("0", 0.0), ("30", 30.0), ("2.5", 2.5), ("30.0", 30.0), (".5", 0.5), ("1.", 1.0)],
+    [
+        (None, 0.0),
+        ("0", 0.0),
+        ("30", 30.0),
+        ("2.5", 2.5),
+        ("30.0", 30.0),
+        (".5", 0.5),
+        ("1.", 1.0),
+        # Exponents, as clients serialize numbers (found by fuzzing: 5.960464477539063e-08).
+        ("1e1", 10.0),
+        ("3E1", 30.0),
+        ("5.960464477539063e-08", 5.960464477539063e-08),
+        ("1e-999", 0.0),
+    ],
 )
 def test_good_wait(value: str | None, expected: float) -> None:
     assert parse_wait(value) == expected
@@ -614,7 +627,12 @@ def test_good_wait(value: str | None, expected: float) -> None:
         ("", "type"),
         ("nan", "type"),
         ("inf", "type"),
-        ("1e1", "type"),
+        ("1e2", "range"),
+        ("1e999", "range"),
+        ("-1e-5", "range"),
+        ("1e", "type"),
+        ("1e+", "type"),
+        ("e1", "type"),
         (" 5", "type"),
         ("1_0", "type"),
         ("\u0665", "type"),
