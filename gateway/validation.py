@@ -13,8 +13,8 @@ Rule names (the stable, machine-readable part of each detail):
 - path prefixes: `length`, `whitespace`, `control_character`, `encoding`, `backslash`,
   `traversal` (a `..` segment in any encoding), `dot_segment` (a `.` segment),
   `scheme_missing`, `scheme_not_allowed`, `userinfo`, `bucket_missing`, `file_host`,
-  `query_or_fragment`, `ip_host`, `port`; on `output_path_prefix` also `same_as_input`
-  and `nested`
+  `query_or_fragment`, `ip_host`, `internal_host` (localhost, cloud-metadata names),
+  `port`; on `output_path_prefix` also `same_as_input` and `nested`
 - list filters: `enum` (status), `pattern`/`length` (pipeline), `type`/`range` (limit),
   `length` (cursor), `repeated` (a parameter given twice); `wait`: `type`, `range`
 
@@ -98,6 +98,25 @@ _BUCKET_SCHEMES = frozenset({"s3", "s3a", "s3n", "gs", "abfs", "abfss"})
 _CONTAINER_AT_ACCOUNT_SCHEMES = frozenset({"abfs", "abfss"})
 # Schemes that name the same store, for the same/nested comparison.
 _SAME_STORE = {"s3a": "s3", "s3n": "s3", "abfss": "abfs"}
+
+# Host names that address this machine, a private network or a cloud metadata service
+# rather than a bucket or storage account (IP literals are refused separately): a store
+# that resolved them would read or write there (server-side request forgery).
+_INTERNAL_HOSTS = frozenset(
+    {
+        "localhost",
+        "localhost.localdomain",
+        "ip6-localhost",
+        "ip6-loopback",
+        "metadata",
+        "metadata.goog",
+        "metadata.google.internal",
+        "instance-data",
+    }
+)
+# RFC 6761 (.localhost), RFC 6762 (.local), ICANN's private-use .internal, and the
+# Debian/Red Hat convention .localdomain.
+_INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain")
 
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _MALFORMED_PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -320,6 +339,13 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
+def _is_internal_host(host: str) -> bool:
+    """True for localhost, cloud metadata names and private-use domains (see above)."""
+    name = host.partition(":")[0] if host.count(":") == 1 else host
+    name = name.translate(_EXTRA_DOTS).lower().rstrip(".")
+    return name in _INTERNAL_HOSTS or name.endswith(_INTERNAL_SUFFIXES)
+
+
 def _check_authority(scheme: str, rest: str, add, note: str) -> None:
     """Checks of what follows 'scheme:' in one form of the value."""
     if scheme == "file":
@@ -363,7 +389,14 @@ def _check_authority(scheme: str, rest: str, add, note: str) -> None:
             "ip_host",
             "must name a bucket or account, not an IP address (IP literals are refused)" + note,
         )
-    elif ":" in host:
+        return
+    if _is_internal_host(host):
+        add(
+            "internal_host",
+            "must name a bucket or account, not a local or cloud-metadata host"
+            f" such as localhost or metadata.google.internal; got {_quoted(host)}" + note,
+        )
+    if ":" in host:
         add("port", "must not contain a port number" + note)
 
 

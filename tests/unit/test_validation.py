@@ -81,6 +81,10 @@ GOOD_PREFIXES = [
     "s3://bucket/a%2Fb",
     "s3://2024.01.15/x",  # dotted digits but not an IPv4 address
     "s3://1.2.3.4.5/x",
+    "s3://my-localhost/x",  # only the name localhost and names under it are local
+    "s3://localhost-data/x",
+    "s3://bucket/localhost/metadata",
+    "gs://internal/x",
     padded("s3://bucket/", MAX_PATH_LENGTH),
 ]
 
@@ -225,6 +229,21 @@ BAD_PREFIXES = [
     ("s3://%31%32%37.0.0.1/x", "ip_host"),
     ("s3://\uff11\uff12\uff17.\uff10.\uff10.\uff11/x", "ip_host"),  # fullwidth digits
     ("abfs://container@10.0.0.1/x", "ip_host"),
+    # local and cloud-metadata host names (found missing by the properties below)
+    ("s3://localhost/x", "internal_host"),
+    ("s3://LocalHost./x", "internal_host"),
+    ("s3://localhost:9000/x", "internal_host"),
+    ("s3://bucket.localhost/x", "internal_host"),
+    ("gs://metadata/computeMetadata/v1/", "internal_host"),
+    ("gs://metadata.google.internal/computeMetadata/v1/", "internal_host"),
+    ("gs://metadata.goog/x", "internal_host"),
+    ("s3://instance-data/latest/meta-data", "internal_host"),
+    ("s3://printer.local/x", "internal_host"),
+    ("s3://%6c%6f%63%61%6c%68%6f%73%74/x", "internal_host"),
+    ("s3://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/x", "internal_host"),
+    ("s3://a\u3002localhost/x", "internal_host"),
+    ("abfs://container@localhost/x", "internal_host"),
+    ("abfs://container@metadata.google.internal/x", "internal_host"),
 ]
 
 
