@@ -20,7 +20,7 @@ def _nullable(schema: dict) -> dict:
     return {**schema, "nullable": True}
 
 
-def _path_prefix(description: str) -> dict:
+def _path_prefix(description: str, example: str) -> dict:
     return {
         "type": "string",
         "minLength": 1,
@@ -28,8 +28,9 @@ def _path_prefix(description: str) -> dict:
         "description": description
         + " A URI whose scheme is in ALLOWED_PATH_SCHEMES (default s3, gs, abfs, file);"
         " no '..' or '.' segment in any encoding, no control characters, no user-info,"
-        " no query or fragment, no IP host or port.",
-        "example": "s3://bucket/input/",
+        " no query or fragment, no IP host or port, no local or cloud-metadata host"
+        " (localhost, *.localhost, *.local, *.internal, metadata, …).",
+        "example": example,
     }
 
 
@@ -78,10 +79,14 @@ _SCHEMAS = {
         "properties": {
             "pipeline": _PIPELINE_NAME,
             "mode": {"type": "string", "enum": list(validation.RUN_MODES)},
-            "input_path_prefix": _path_prefix("Where the job reads its input."),
+            "input_path_prefix": _path_prefix(
+                "Where the job reads its input.", "s3://bucket/input/"
+            ),
+            # A different example: the same prefix for both is refused (same_as_input).
             "output_path_prefix": _path_prefix(
                 "Where the job writes its output; must differ from the input prefix and"
-                " neither may contain the other."
+                " neither may contain the other.",
+                "s3://bucket/output/",
             ),
             "parameters": {
                 "type": "object",
@@ -303,9 +308,12 @@ _PATHS = {
                         "type": "string",
                         "minLength": 1,
                         "maxLength": 255,
-                        "pattern": "^[ -~]+$",
+                        # HTTP drops spaces at either end of a header value, so a key
+                        # cannot start or end with one.
+                        "pattern": "^[!-~]([ -~]*[!-~])?$",
                     },
-                    "description": "1 to 255 printable ASCII characters",
+                    "description": "1 to 255 printable ASCII characters, not starting or"
+                    " ending with a space",
                 },
                 {
                     "name": "wait",
@@ -361,7 +369,10 @@ _PATHS = {
                     "name": "status",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "string"},
+                    # status=RUNNING,FAILED; the parameter may also be repeated.
+                    "style": "form",
+                    "explode": False,
+                    "schema": {"type": "array", "minItems": 1, "items": _STATUS},
                     "description": "One or more of " + ", ".join(statuses.ALL) + ","
                     " comma-separated or repeated",
                 },
