@@ -21,6 +21,15 @@ from gateway.validation import (
     parse_wait,
     validate_path_prefix,
 )
+from tests.hostile_prefixes import (
+    FAMILIES,
+    backslashes,
+    control_characters,
+    disallowed_schemes,
+    internal_addresses,
+    refused_prefixes,
+    user_infos,
+)
 
 SCHEMES = frozenset({"s3", "gs", "abfs", "file"})
 
@@ -741,3 +750,83 @@ SAFE_SEGMENT = st.text(
 def test_plain_paths_are_accepted(scheme: str, segments: list[str], trailing: bool) -> None:
     value = scheme + "/" + "/".join(segments) + ("/" if trailing else "")
     assert validate_path_prefix(value, "input_path_prefix", SCHEMES) == []
+
+
+# Each family of hostile prefixes (tests/hostile_prefixes.py) is refused for its own rule,
+# in every encoding; and a request carrying one is refused naming that field.
+
+FAMILY_SETTINGS = settings(
+    max_examples=200,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@FAMILY_SETTINGS
+@given(value=backslashes())
+def test_backslash_in_any_encoding_is_refused(value: str) -> None:
+    assert "backslash" in rules(validate_path_prefix(value, "input_path_prefix", SCHEMES))
+
+
+@FAMILY_SETTINGS
+@given(value=control_characters())
+def test_nul_and_control_characters_literal_or_encoded_are_refused(value: str) -> None:
+    found = rules(validate_path_prefix(value, "input_path_prefix", SCHEMES))
+    # A leading or trailing space-like control is (also) a whitespace problem.
+    assert found & {"control_character", "whitespace"}, value
+
+
+@FAMILY_SETTINGS
+@given(value=user_infos())
+def test_user_info_in_any_encoding_is_refused(value: str) -> None:
+    assert "userinfo" in rules(validate_path_prefix(value, "input_path_prefix", SCHEMES))
+
+
+@FAMILY_SETTINGS
+@given(value=disallowed_schemes())
+def test_schemes_outside_the_allowed_ones_are_refused(value: str) -> None:
+    found = rules(validate_path_prefix(value, "input_path_prefix", SCHEMES))
+    assert found & {"scheme_not_allowed", "scheme_missing"}, value
+
+
+@FAMILY_SETTINGS
+@given(
+    allowed=st.sets(st.sampled_from(["s3", "gs", "abfs", "file", "hdfs", "s3a"]), min_size=1),
+    scheme=st.sampled_from(["s3", "gs", "abfs", "file", "hdfs", "s3a", "http"]),
+    upper=st.booleans(),
+)
+def test_only_the_configured_schemes_are_accepted(
+    allowed: set[str], scheme: str, upper: bool
+) -> None:
+    head = {"abfs": "abfs://c@acct.dfs.core.windows.net", "file": "file://"}.get(
+        scheme, f"{scheme}://bucket"
+    )
+    value = (head.upper()[: len(scheme)] if upper else scheme) + head[len(scheme) :] + "/in/x"
+    found = rules(validate_path_prefix(value, "input_path_prefix", frozenset(allowed)))
+    if scheme in allowed:
+        assert found == set(), value
+    else:
+        assert found == {"scheme_not_allowed"}, value
+
+
+@FAMILY_SETTINGS
+@given(value=internal_addresses())
+def test_internal_addresses_are_refused(value: str) -> None:
+    found = rules(validate_path_prefix(value, "input_path_prefix", SCHEMES))
+    if value.startswith("file:"):
+        assert "file_host" in found, value
+    else:
+        assert found & {"ip_host", "internal_host"}, value
+
+
+@settings(max_examples=300, database=None, deadline=None)
+@given(family_and_value=refused_prefixes(), field=st.sampled_from(["input", "output"]))
+def test_a_request_with_a_hostile_prefix_is_refused_naming_that_field(
+    family_and_value: tuple[str, str], field: str
+) -> None:
+    family, value = family_and_value
+    name = f"{field}_path_prefix"
+    error = failure(body(**{name: value}))
+    assert {detail["field"] for detail in error.details} == {name}
+    assert {detail["rule"] for detail in error.details} & FAMILIES[family][1], value
