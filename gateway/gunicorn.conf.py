@@ -5,9 +5,14 @@ Do not import prometheus_client at module level here: it picks single- or multi-
 mode when first imported, and the master must not fix that before on_starting runs.
 """
 
+import logging
 import os
+import re
 import shutil
 import tempfile
+from urllib.parse import quote, urlsplit
+
+from gunicorn.glogging import Logger
 
 from batchcore import settings as settings_module
 
@@ -51,10 +56,83 @@ preload_app = False
 
 # Access log on stdout in gunicorn's default format, which has no request headers:
 # the Authorization header (the bearer token) never reaches a log line. Do not add
-# %({authorization}i)s or similar to access_log_format.
+# %({authorization}i)s or similar to access_log_format. What the format does show
+# (request line, Referer, User-Agent, the Basic-auth user name) is up to the client,
+# and clients do put tokens there (?access_token=..., curl -u TOKEN:), so every line
+# gunicorn logs goes through RedactingLogger below.
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+
+REDACTED = "[redacted]"
+# Query parameters (and key=value pairs in log messages) whose names say "credential".
+_CREDENTIAL_PARAMETER = re.compile(
+    r"""(?ix)
+    ( (?: ^ | [?&;\s"'] )                        # start of a parameter
+      [^=&;\s"'?]*
+      (?: token | secret | passw | pwd | api[-_]?key | apikey | auth | credential
+        | signature | session | jwt | bearer )
+      [^=&;\s"']* = )
+    [^&;\s"'#]+                                  # its value
+    """
+)
+
+
+def _configured_secrets(settings) -> tuple[str, ...]:
+    """Every secret this process knows, longest first (8 characters at least: shorter
+    ones would mask ordinary words), as given and percent-encoded."""
+    found = set(settings.gateway_api_tokens)
+    if settings.workbench_api_token:
+        found.add(settings.workbench_api_token)
+    if settings.database_url:
+        found.add(urlsplit(settings.database_url).password or "")
+        found.update(re.findall(r"password\s*=\s*'?([^'\s]+)", settings.database_url))
+    found.add(os.environ.get("PGPASSWORD", ""))
+    found |= {quote(secret, safe="") for secret in found}
+    return tuple(sorted((s for s in found if len(s) >= 8), key=len, reverse=True))
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with credential-named query parameters and every known secret masked."""
+    text = _CREDENTIAL_PARAMETER.sub(lambda match: match.group(1) + REDACTED, text)
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+class _RedactingFilter(logging.Filter):
+    def __init__(self, secrets: tuple[str, ...]):
+        super().__init__("redact")
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger, with credentials masked in the access and the error log."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        secrets = _configured_secrets(settings_module.load())
+        for log in (self.error_log, self.access_log):
+            for old in [f for f in log.filters if isinstance(f, _RedactingFilter)]:
+                log.removeFilter(old)  # setup runs again on a reload (HUP)
+            log.addFilter(_RedactingFilter(secrets))
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        # The Basic-auth user name (%(u)s): API clients often send the token as the user
+        # name (curl -u TOKEN:). This API takes no Basic auth, so it is never shown.
+        atoms["u"] = "-"
+        return atoms
+
+
+logger_class = RedactingLogger
 
 # Only a proxy on this host may set X-Forwarded-* (the client address and scheme).
 forwarded_allow_ips = "127.0.0.1,::1"
