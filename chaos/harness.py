@@ -68,6 +68,11 @@ class Stack:
     def clear_faults(self) -> None:
         requests.delete(f"{self.admin}/_sim/faults", timeout=5).raise_for_status()
 
+    def sim_faults_injected(self) -> int:
+        """How many faults the simulator has fired since it started."""
+        stats = requests.get(f"{self.admin}/_sim/stats", timeout=10).json()
+        return sum(stats["faults_injected"].values())
+
     def sim_jobs(self) -> dict[str, list[dict]]:
         items = requests.get(f"{self.admin}/_sim/jobs", timeout=30).json()["items"]
         by_run = collections.defaultdict(list)

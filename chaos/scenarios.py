@@ -119,7 +119,8 @@ def workbench_degraded(stack: Stack, rate: float = 5.0) -> dict:
         if load.accepted
         else 0
     )
-    return {**result, "faults_injected": 3, "runs_failed_before_retry_budget": early}
+    fired = stack.sim_faults_injected() - fired_before
+    return {**result, "faults_injected": fired, "runs_failed_before_retry_budget": early}
 
 
 def conductor_restart(stack: Stack, rate: float = 4.0) -> dict:
