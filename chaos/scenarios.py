@@ -99,6 +99,7 @@ def workbench_degraded(stack: Stack, rate: float = 5.0) -> dict:
 
     No run fails before its retry budget is spent; all finish after recovery.
     """
+    fired_before = stack.sim_faults_injected()
     stack.faults(
         error_5xx={"status": 503, "rate": 0.15}, rate_limit={"rate": 0.15, "retry_after": 2}
     )
