@@ -44,7 +44,6 @@ def rows_marked(conn, marker: str) -> int:
     max_examples=EXAMPLES,
     deadline=None,
     database=None,
-    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(family_and_value=refused_prefixes(), field=st.sampled_from(["input", "output"]))
