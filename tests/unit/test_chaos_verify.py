@@ -35,11 +35,18 @@ def test_agreeing_runs_count_as_terminal_and_not_lost():
 
 def test_open_mismatched_and_duplicated_runs_are_counted():
     stack = FakeStack(
-        rows=[("a", "RUNNING", "wb-1"), ("b", "COMPLETED", "wb-2"), ("c", "COMPLETED", "wb-3"),
-              ("d", "FAILED", None)],
-        jobs={"a": [job("a", "RUNNING")], "b": [job("b", "FAILED", "wb-2")],
-              "c": [job("c", "SUCCEEDED", "wb-3"), job("c", "SUCCEEDED", "wb-4")],
-              "d": [job("d", "SUCCEEDED", "wb-5")]},
+        rows=[
+            ("a", "RUNNING", "wb-1"),
+            ("b", "COMPLETED", "wb-2"),
+            ("c", "COMPLETED", "wb-3"),
+            ("d", "FAILED", None),
+        ],
+        jobs={
+            "a": [job("a", "RUNNING")],
+            "b": [job("b", "FAILED", "wb-2")],
+            "c": [job("c", "SUCCEEDED", "wb-3"), job("c", "SUCCEEDED", "wb-4")],
+            "d": [job("d", "SUCCEEDED", "wb-5")],
+        },
     )
     result = harness.verify(stack, ["a", "b", "c", "d", "missing"], timeout=0)
     assert result["runs_terminal"] == 3
