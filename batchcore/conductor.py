@@ -299,3 +299,8 @@ def _text(resp: requests.Response) -> str:
     """The start of a body without a message field, for errors that are only logged."""
     text = " ".join(resp.text.split())[:300]
     return f" ({text})" if text else ""
+
+
+def is_not_found(exc: ConductorUnavailable) -> bool:
+    """True when Conductor answered 404: the workflow or task does not exist."""
+    return any(isinstance(d, dict) and d.get("status_code") == 404 for d in exc.details)

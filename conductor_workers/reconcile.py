@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from psycopg2.extras import Json
 
 from batchcore import statuses, store
-from batchcore.conductor import ConductorClient
+from batchcore.conductor import ConductorClient, is_not_found
 from batchcore.db import Database
 from batchcore.errors import ConductorUnavailable, DomainError
 from batchcore.queries import Q
@@ -156,7 +156,7 @@ def check_active(db: Database, conductor: ConductorClient, run: dict, cfg: Recon
         try:
             workflow = conductor.get_workflow(run["conductor_workflow_id"], include_tasks=False)
         except ConductorUnavailable as exc:
-            if not _is_not_found(exc):
+            if not is_not_found(exc):
                 raise
     with db.transaction() as cur:
         if workflow and workflow["status"] in LIVE:
@@ -220,10 +220,6 @@ def _submitted_job_id(workflow: dict) -> str | None:
             if job_id:
                 return job_id
     return None
-
-
-def _is_not_found(exc: ConductorUnavailable) -> bool:
-    return any(d.get("status_code") == 404 for d in exc.details if isinstance(d, dict))
 
 
 def _replace_workflow(

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 
-from batchcore.conductor import ConductorClient
+from batchcore.conductor import ConductorClient, is_not_found
 from batchcore.db import Database
-from batchcore.errors import DomainError
+from batchcore.errors import ConductorUnavailable, DomainError
 from batchcore.queries import Q
 
 POLLER_WORKFLOW = "batch_status_poller"
 POLLER_VERSION = 1
 POLLER_CORRELATION_ID = "batch-status-poller"
 CHECK_EVERY_SECONDS = 15
+LIVE = ("RUNNING", "PAUSED")
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +32,49 @@ def readiness(db: Database, conductor: ConductorClient) -> dict:
 
 
 def ensure_poller_loop(conductor: ConductorClient, db: Database, interval: int) -> str | None:
-    """Start the poller loop unless one is running; return its id (None: another is checking)."""
+    """Make sure exactly one poller loop runs; return its id (None: another is checking).
+
+    The loop's id is kept in the database and read back by id, a consistent read; loops
+    found by correlation id besides it are duplicates and are terminated.
+    """
     with db.transaction() as cur:
         cur.execute(Q["try_poller_loop_lock"])
         if not cur.fetchone()["locked"]:
             return None
-        for wf in conductor.correlated(POLLER_WORKFLOW, POLLER_CORRELATION_ID):
-            if wf.get("status") in ("RUNNING", "PAUSED"):
-                return wf["workflowId"]
-        workflow_id = conductor.start_workflow(
-            POLLER_WORKFLOW,
-            POLLER_VERSION,
-            POLLER_CORRELATION_ID,
-            {"poll_interval_seconds": interval},
-        )
-        log.info("started %s loop %s (interval %ss)", POLLER_WORKFLOW, workflow_id, interval)
-        return workflow_id
+        cur.execute(Q["get_poller_loop"])
+        row = cur.fetchone()
+        keep = row["workflow_id"] if row and _is_live(conductor, row["workflow_id"]) else None
+        others = [
+            wf["workflowId"]
+            for wf in conductor.correlated(POLLER_WORKFLOW, POLLER_CORRELATION_ID)
+            if wf.get("status") in LIVE and wf["workflowId"] != keep
+        ]
+        if keep is None and others:
+            keep = others.pop(0)
+        if keep is None:
+            keep = conductor.start_workflow(
+                POLLER_WORKFLOW,
+                POLLER_VERSION,
+                POLLER_CORRELATION_ID,
+                {"poll_interval_seconds": interval},
+            )
+            log.info("started %s loop %s (interval %ss)", POLLER_WORKFLOW, keep, interval)
+        for duplicate in others:
+            conductor.terminate(duplicate, f"duplicate {POLLER_WORKFLOW} loop; {keep} is kept")
+            log.warning("terminated duplicate %s loop %s", POLLER_WORKFLOW, duplicate)
+        if not row or row["workflow_id"] != keep:
+            cur.execute(Q["set_poller_loop"], {"workflow_id": keep})
+        return keep
+
+
+def _is_live(conductor: ConductorClient, workflow_id: str) -> bool:
+    try:
+        workflow = conductor.get_workflow(workflow_id, include_tasks=False)
+    except ConductorUnavailable as exc:
+        if is_not_found(exc):
+            return False
+        raise
+    return workflow.get("status") in LIVE
 
 
 def keep_poller_loop_running(

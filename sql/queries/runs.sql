@@ -73,3 +73,10 @@ LIMIT %(limit)s
 -- name: try_poller_loop_lock
 -- Held for one check-and-start, so two worker services never start two poller loops.
 SELECT pg_try_advisory_xact_lock(7204113002) AS locked
+
+-- name: get_poller_loop
+SELECT workflow_id FROM poller_loop
+
+-- name: set_poller_loop
+INSERT INTO poller_loop (id, workflow_id) VALUES (true, %(workflow_id)s)
+ON CONFLICT (id) DO UPDATE SET workflow_id = EXCLUDED.workflow_id, started_at = now()

@@ -57,7 +57,7 @@ def test_req_3_3_many_runs_with_mixed_outcomes_reach_the_workbench_outcome(
             wf = conductor_api(f"/workflow/{run['conductor_workflow_id']}", includeTasks="false")
             return wf if wf["status"] != "RUNNING" else None
 
-        workflow = await_true(workflow_ended, 30, f"workflow of {run_id} to end")
+        workflow = await_true(workflow_ended, 60, f"workflow of {run_id} to end")
         assert workflow["status"] == run["status"]
         assert workflow["output"]["workbench_job_id"] == run["workbench_job_id"]
         if run["status"] == "FAILED":
@@ -95,3 +95,27 @@ def test_req_6_a_terminated_poller_loop_is_started_again(conductor_url, conducto
 
     running = await_true(new_loop, 60, "the worker service to start a new poller loop", every=1)
     assert len(running) == 1
+
+
+def test_req_6_a_duplicate_poller_loop_is_terminated(conductor_url, conductor_api):
+    keep = _poller_loop(conductor_api)["workflowId"]
+    resp = requests.post(
+        f"{conductor_url}/workflow",
+        json={
+            "name": POLLER,
+            "version": 1,
+            "correlationId": POLLER_CORRELATION,
+            "input": {"poll_interval_seconds": 2},
+        },
+        timeout=10,
+    )
+    resp.raise_for_status()
+    duplicate = resp.text.strip()
+
+    def duplicate_ended():
+        wf = conductor_api(f"/workflow/{duplicate}", includeTasks="false")
+        return wf if wf["status"] == "TERMINATED" else None
+
+    ended = await_true(duplicate_ended, 60, "the duplicate poller loop to be terminated", every=1)
+    assert keep in ended["reasonForIncompletion"]
+    assert _poller_loop(conductor_api)["workflowId"] == keep
