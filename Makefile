@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv up down status logs migrate register demo chaos test test-unit test-integration test-e2e lint format clean
+.PHONY: venv up down status logs migrate register demo chaos bench bench-quick test test-unit test-integration test-e2e lint format clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,15 @@ demo: up
 # bench/results/chaos.json.
 chaos: up
 	$(PY) -m chaos $(SCENARIOS)
+
+# Benchmarks against the running stack, each figure a ratio to a baseline measured in the
+# same run (about 11 minutes on 2 cores): a table, and bench/results/latest.json.
+bench: up
+	$(PY) -m bench
+
+# The same, shorter (about 2 minutes): fewer runs, shorter phases. Also BENCH_QUICK=1.
+bench-quick: up
+	$(PY) -m bench --quick
 
 lint: venv
 	$(VENV)/bin/ruff check .

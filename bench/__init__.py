@@ -1,0 +1,1 @@
+"""Benchmarks of the service, each against a baseline measured in the same run."""

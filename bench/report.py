@@ -1,0 +1,139 @@
+"""The table printed at the end and the flat JSON written to bench/results/latest.json."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+# name, goal text, check, what it is compared with (a format over the results)
+FIGURES = [
+    (
+        "gateway_accept_ratio",
+        ">= 0.8",
+        lambda v, r: v >= 0.8,
+        "{gateway_accepts_per_second:.1f}/s through the gateway vs "
+        "{direct_starts_per_second:.1f}/s straight to Conductor, {gateway_concurrency} conn.",
+    ),
+    (
+        "gateway_p99_overhead_ms",
+        "<= 10",
+        lambda v, r: v <= 10,
+        "p99 {gateway_p99_ms:.0f} ms vs {direct_p99_ms:.0f} ms at "
+        "{gateway_fixed_rate_per_second:.1f}/s (70 % of direct max)",
+    ),
+    (
+        "sweep_vs_bare_ratio",
+        "<= 2.0",
+        lambda v, r: v <= 2.0,
+        "{sweep_seconds:.2f} s vs {bare_seconds:.2f} s for {sweep_runs} runs "
+        "({sweep_changed} change status)",
+    ),
+    (
+        "sweep_db_round_trips",
+        "<= 2*ceil(N/batch)+5",
+        lambda v, r: v <= r["sweep_db_round_trips_goal"],
+        "goal {sweep_db_round_trips_goal} for {sweep_runs} runs, batch {sweep_batch_size}; "
+        "bare loop {bare_db_round_trips}",
+    ),
+    (
+        "detection_p95_minus_interval_s",
+        "<= 1.0",
+        lambda v, r: v <= 1.0,
+        "p95 {detection_p95_s:.2f} s after the job's end, poll interval "
+        "{poll_interval_seconds} s, {latency_samples} runs",
+    ),
+    (
+        "submit_p95_vs_noop_workflow_ratio",
+        "<= 1.5",
+        lambda v, r: v <= 1.5,
+        "p95 {submit_p95_s:.3f} s vs {noop_workflow_p95_s:.3f} s (1 task); "
+        "2-task no-op {noop2_workflow_p95_s:.3f} s: x{submit_p95_vs_noop2_workflow_ratio:.2f}",
+    ),
+    (
+        "poller_scaling_2_vs_1",
+        ">= 1.6",
+        lambda v, r: v >= 1.6,
+        "{poller_scaling_2_runs_per_second:.0f} vs {poller_scaling_1_runs_per_second:.0f} "
+        "runs/s, status +{poller_scaling_status_delay_ms:.0f} ms; machine "
+        "{poller_scaling_machine_busy_2:.0%} busy with two",
+    ),
+    (
+        "poller_scaling_2_vs_1_at_100ms",
+        "(context)",
+        None,
+        "{poller_100ms_2_runs_per_second:.0f} vs {poller_100ms_1_runs_per_second:.0f} "
+        "runs/s, status +100 ms: not short of CPU",
+    ),
+    (
+        "gateway_rss_mb",
+        "reported",
+        None,
+        "gunicorn master + 2 workers, peak (VmHWM), {sweep_runs} active runs",
+    ),
+    (
+        "poller_rss_mb",
+        "reported",
+        None,
+        "one poller process, peak (VmHWM), sweeping {poller_scaling_runs} active runs",
+    ),
+]
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.2f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def table(results: dict) -> str:
+    """A readable table of the figures, their goals and their baselines."""
+    rows = [("figure", "value", "goal", "met", "measured against (same run)")]
+    for name, goal, check, detail in FIGURES:
+        if name not in results:
+            rows.append((name, "not measured", goal, "", ""))
+            continue
+        value = results[name]
+        met = "" if check is None else ("yes" if check(value, results) else "NO")
+        try:
+            text = detail.format(**results)
+        except (KeyError, ValueError):
+            text = ""
+        rows.append((name, _fmt(value), goal, met, text))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]
+        lines.append("  ".join([*cells, row[4]]))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 30)
+    context = (
+        f"{results.get('mode')} run, {results.get('cores')} cores, load generator: "
+        f"{results.get('load_generator')}, Conductor {results.get('conductor_version')}, "
+        f"PostgreSQL {results.get('postgresql_version')}, {results.get('duration_s', 0):.0f} s"
+    )
+    return "\n".join([*lines, "", context])
+
+
+def flatten(results: dict) -> dict:
+    """Scalars only: nested values become name_key entries, lists become strings."""
+    flat: dict = {}
+    for key, value in results.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                flat[f"{key}_{k}"] = v
+        elif isinstance(value, list | tuple):
+            flat[key] = ", ".join(_fmt(v) for v in value)
+        elif isinstance(value, float) and math.isnan(value):
+            flat[key] = None
+        else:
+            flat[key] = value
+    return flat
+
+
+def write(results: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(flatten(results), indent=2, sort_keys=True) + "\n")
+    return path
