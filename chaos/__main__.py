@@ -38,8 +38,16 @@ def _flat(result: dict, prefix: str = "") -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
-    parser.add_argument("scenarios", nargs="*", choices=list(SCENARIOS), default=[])
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help=f"any of {', '.join(SCENARIOS)} (default: all)",
+    )
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.scenarios) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     names = args.scenarios or list(SCENARIOS)
     stack = Stack()
     figures: dict[str, object] = dict.fromkeys(TOTALS, 0)

@@ -54,3 +54,14 @@ def test_open_mismatched_and_duplicated_runs_are_counted():
     assert result["runs_lost"] == 2 + 2
     assert result["runs_mismatched"] == 2
     assert result["duplicate_workbench_jobs"] == 1
+
+
+def test_the_command_line_refuses_an_unknown_scenario(capsys):
+    import pytest
+
+    from chaos.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["no_such_scenario"])
+    assert exit_.value.code == 2
+    assert "unknown scenario(s) no_such_scenario" in capsys.readouterr().err
