@@ -34,6 +34,8 @@ class NoDatabase:
     def transaction(self):
         raise AssertionError("the database must not be touched by this request")
 
+    autocommit = transaction
+
     def ping(self):
         raise AssertionError("the database must not be touched by this request")
 
@@ -48,6 +50,8 @@ class RaisingDatabase:
     def transaction(self):
         raise self.exc
         yield  # pragma: no cover - makes this a generator
+
+    autocommit = transaction
 
     def ping(self):
         raise self.exc
