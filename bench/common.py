@@ -177,13 +177,21 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far."""
+def cpu_seconds(pid: int, reaped: bool = False) -> float:
+    """User + system CPU time of one process so far (and of its exited children if `reaped`)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children, those still running and those that exited."""
+    return cpu_seconds(pid, reaped=True) + sum(cpu_seconds(c) for c in children_of(pid))
 
 
 class MachineCpu:

@@ -11,6 +11,7 @@ so that Conductor's sweeper has no growing backlog to re-decide.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -24,13 +25,13 @@ from .common import (
     Child,
     MachineCpu,
     children_of,
-    cpu_seconds,
     free_port,
     log,
     median,
     peak_rss_mb,
     start_child,
     token,
+    tree_cpu_seconds,
     wait_http,
 )
 
@@ -175,36 +176,63 @@ def terminate(conductor: str, workflow_ids: list[str]) -> None:
 
 
 class CpuMeter:
-    """CPU seconds of Conductor, PostgreSQL and the gateway over a phase, per request."""
+    """CPU seconds of Conductor, PostgreSQL and the gateway, less what they spend idle.
 
-    def __init__(self, gateway_pid: int):
-        self.groups = {"gateway": lambda: [gateway_pid, *children_of(gateway_pid)]}
+    Each group is a process and its children, exited ones included (a parent accounts for
+    the children it reaped). What the stack spends with no load at all (workers polling
+    Conductor, the poller's sweeps) is measured first and taken off each phase.
+    """
+
+    def __init__(self, gateway_pid: int, idle_seconds: float = 4.0):
+        self.pids = {"gateway": gateway_pid}
         for name in ("conductor", "postgres"):
             pid = _supervised_pid(name)
             if pid:
-                self.groups[name] = lambda pid=pid: [pid, *children_of(pid)]
+                self.pids[name] = pid
+        before, started = self.read(), time.monotonic()
+        time.sleep(idle_seconds)
+        spent, elapsed = self.read(), time.monotonic() - started
+        self.idle_per_second = {k: (spent[k] - before[k]) / elapsed for k in spent}
 
     def read(self) -> dict[str, float]:
-        return {name: sum(cpu_seconds(p) for p in pids()) for name, pids in self.groups.items()}
+        return {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def per_request(self, before: dict, after: dict, seconds: float, count: int) -> dict:
+        return {
+            k: (after[k] - before[k] - self.idle_per_second[k] * seconds) / count * 1000
+            for k in after
+        }
 
 
 def _supervised_pid(name: str) -> int | None:
-    from stack import supervisor
+    """The pid of one of the stack's programs, from its supervisord (None if unknown)."""
+    from stack import config
 
     try:
-        out = supervisor.ctl("pid", name, check=False).stdout.strip()
-        return int(out) if out.isdigit() and out != "0" else None
-    except OSError:
+        out = subprocess.run(
+            [
+                str(Path(PY).parent / "supervisorctl"),
+                "-c",
+                str(config.STACK_DIR / "supervisord.conf"),
+                "pid",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
         return None
+    return int(out) if out.isdigit() and out != "0" else None
 
 
 def _phase(conductor: str, meter: CpuMeter, fn, *args) -> tuple[loadgen.Result, dict]:
-    before = meter.read()
+    before, started = meter.read(), time.monotonic()
     with MachineCpu() as machine:
         result = fn(*args)
-    spent = meter.read()
+    elapsed, spent = time.monotonic() - started, meter.read()
     requests_made = max(1, len(result.kept) + result.failed)  # warm-up included, as the CPU
-    cpu = {k: (spent[k] - before[k]) / requests_made * 1000 for k in spent}
+    cpu = meter.per_request(before, spent, elapsed, requests_made)
     cpu["client"] = result.client_cpu_ms_per_request
     cpu["machine_busy"] = machine.busy
     started = time.monotonic()

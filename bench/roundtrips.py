@@ -2,8 +2,8 @@
 
 psycopg2 sends BEGIN by itself (one round trip of its own) before the first statement of a
 transaction when the connection is not in autocommit mode, and COMMIT/ROLLBACK only when a
-transaction is open. A connection subclass sees all of them; `install()` makes every pool
-that psycopg2.pool builds afterwards use it, so the project's Database is measured as is.
+transaction is open. A connection subclass sees all of them; `install()` makes every
+connection opened afterwards one of them, so the project's Database is measured as is.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import threading
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
-import psycopg2.pool
 
 _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
@@ -88,13 +87,20 @@ class CountingConnection(psycopg2.extensions.connection):
         return super().rollback()
 
 
-class CountingPool(psycopg2.pool.ThreadedConnectionPool):
-    def __init__(self, minconn, maxconn, *args, **kwargs):
-        kwargs["connection_factory"] = CountingConnection
-        super().__init__(minconn, maxconn, *args, **kwargs)
+_CONNECT = psycopg2.connect
+
+
+def counting_connect(*args, **kwargs):
+    """psycopg2.connect, making a CountingConnection unless told another factory."""
+    kwargs.setdefault("connection_factory", CountingConnection)
+    return _CONNECT(*args, **kwargs)
 
 
 def install() -> Counter:
-    """Make pools built from now on (batchcore.db.Database's) count their round trips."""
-    psycopg2.pool.ThreadedConnectionPool = CountingPool
+    """Count the round trips of every connection opened from now on in this process.
+
+    psycopg2's pools (batchcore.db.Database's too) open connections with psycopg2.connect,
+    looked up at each call, so replacing it reaches them whatever was imported first.
+    """
+    psycopg2.connect = counting_connect
     return COUNTER

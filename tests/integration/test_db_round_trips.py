@@ -1,0 +1,64 @@
+"""Round trips to PostgreSQL, counted the way `make bench` counts them: a transaction costs
+BEGIN and COMMIT on top of its statements, autocommit() one round trip per statement, and a
+sweep over N due runs 2 * ceil(N / batch) + 2 at most (the issue's goal is + 5)."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg2
+import pytest
+
+from batchcore.conductor import ConductorClient
+from batchcore.db import Database
+from bench import roundtrips
+from conductor_workers import polling
+from tests.integration.test_polling import submitted_run
+
+
+@pytest.fixture
+def counted(monkeypatch, database_url):
+    """A Database whose connections count their round trips; the counter starts at 0."""
+    monkeypatch.setattr(psycopg2, "connect", roundtrips.counting_connect)
+    db = Database(database_url, maxconn=3)
+    db.ping()  # the connection is open before counting starts
+    for kind in roundtrips.COUNTER.counts:
+        roundtrips.COUNTER.counts[kind] = 0
+    yield db
+    db.close()
+
+
+def test_a_transaction_costs_begin_and_commit_and_autocommit_does_not(counted):
+    with counted.transaction() as cur:
+        cur.execute("SELECT 1")
+    assert roundtrips.COUNTER.counts == {
+        "statement": 1,
+        "begin": 1,
+        "commit": 1,
+        "rollback": 0,
+        "connect": 0,
+    }
+    with counted.autocommit() as cur:
+        cur.execute("SELECT 1")
+        cur.execute("SELECT 2")
+    assert roundtrips.COUNTER.round_trips == 5
+
+
+def test_a_sweep_makes_two_round_trips_per_batch(
+    counted, database, workbench_client, conductor_url
+):
+    runs = 5
+    for _ in range(runs):
+        submitted_run(database, workbench_client, {"queue_seconds": 3600})
+    roundtrips.COUNTER.counts.update(statement=0, begin=0, commit=0)
+    cfg = polling.SweepConfig(batch_size=2, concurrency=4, interval_seconds=60)
+    conductor = ConductorClient(conductor_url)
+    with ThreadPoolExecutor(4) as pool:
+        summary = polling.sweep(counted, workbench_client, conductor, cfg, pool)
+    conductor.close()
+    assert summary["checked"] == runs
+    batches = math.ceil(runs / cfg.batch_size)
+    # claims (the last one short, so no empty claim), applies, the unsynced-runs query
+    assert roundtrips.COUNTER.round_trips == 2 * batches + 1
+    assert roundtrips.COUNTER.counts["begin"] == roundtrips.COUNTER.counts["commit"] == 0
