@@ -39,7 +39,7 @@ class Plan:
     slow_scaling_runs: int
 
 
-FULL = Plan("full", 10_000, 3, 2, 8, 12, 4, 2, 60, 2_000)
+FULL = Plan("full", 10_000, 3, 2, 8, 10, 4, 2, 60, 2_000)
 QUICK = Plan("quick", 2_000, 1, 1, 4, 6, 2, 1, 15, 1_000)
 CONCURRENCY = 32  # the gateway's 2 workers x 16 threads
 BATCH_SIZE = 200  # POLL_BATCH_SIZE's default

@@ -296,6 +296,18 @@ def run(
             p50[name].append(loadgen.percentile(got[name].latencies, 50) * 1000)
         overheads.append(p99["gateway"][-1] - p99["direct"][-1])
 
+    # The same at a rate the gateway itself sustains here (70 % of its own maximum): its
+    # latency overhead when it is not short of CPU.
+    own_rate = 0.7 * median(gateway_max)
+    log(f"  open loop at {own_rate:.1f}/s (70 % of the gateway's maximum), {rate_seconds:.0f}s")
+    low = {
+        t.name: _phase(
+            conductor, meter, loadgen.fixed_rate, t, own_rate, rate_seconds, concurrency * 2
+        )[0]
+        for t in (direct, gateway)
+    }
+    low_p99 = {name: loadgen.percentile(r.latencies, 99) * 1000 for name, r in low.items()}
+
     def cpu_ms(side: str, group: str) -> float:
         return median([c.get(group, float("nan")) for c in cpu[side]])
 
@@ -309,6 +321,10 @@ def run(
         "gateway_p50_ms": median(p50["gateway"]),
         "direct_p50_ms": median(p50["direct"]),
         "gateway_fixed_rate_per_second": target_rate,
+        "gateway_p99_overhead_ms_at_own_70pct": low_p99["gateway"] - low_p99["direct"],
+        "gateway_own_70pct_rate_per_second": own_rate,
+        "gateway_p99_ms_at_own_70pct": low_p99["gateway"],
+        "direct_p99_ms_at_own_70pct": low_p99["direct"],
         "gateway_concurrency": concurrency,
         "gateway_accept_ratio_rounds": ", ".join(f"{x:.2f}" for x in ratios),
         "gateway_p99_overhead_ms_rounds": ", ".join(f"{x:.0f}" for x in overheads),

@@ -23,6 +23,13 @@ FIGURES = [
         "{gateway_fixed_rate_per_second:.1f}/s (70 % of direct max)",
     ),
     (
+        "gateway_p99_overhead_ms_at_own_70pct",
+        "(context)",
+        None,
+        "p99 {gateway_p99_ms_at_own_70pct:.0f} ms vs {direct_p99_ms_at_own_70pct:.0f} ms at "
+        "{gateway_own_70pct_rate_per_second:.1f}/s (70 % of the gateway's max)",
+    ),
+    (
         "sweep_vs_bare_ratio",
         "<= 2.0",
         lambda v, r: v <= 2.0,
