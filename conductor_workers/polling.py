@@ -52,7 +52,9 @@ class SweepConfig:
     interval_seconds: int = 5
     retry_base_seconds: float = 0.2
     retry_cap_seconds: float = 5.0
-    time_budget_seconds: float = 240.0
+    # Below poll_status's responseTimeoutSeconds (60): a sweep must answer before Conductor
+    # gives its task up, and a killed poller then holds the loop for at most that long.
+    time_budget_seconds: float = 40.0
 
 
 @dataclass
