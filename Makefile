@@ -42,11 +42,11 @@ chaos: up
 	$(PY) -m chaos $(SCENARIOS)
 
 # Benchmarks against the running stack, each figure a ratio to a baseline measured in the
-# same run (about 11 minutes on 2 cores): a table, and bench/results/latest.json.
+# same run (about 10 minutes on 2 cores): a table, and bench/results/latest.json.
 bench: up
 	$(PY) -m bench
 
-# The same, shorter (about 2 minutes): fewer runs, shorter phases. Also BENCH_QUICK=1.
+# The same, shorter (about 3 minutes): fewer runs, shorter phases. Also BENCH_QUICK=1.
 bench-quick: up
 	$(PY) -m bench --quick
 
