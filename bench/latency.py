@@ -203,16 +203,17 @@ def _await_noops(conductor: str, launched: dict) -> dict[str, float]:
     ends: dict[str, float] = {}
     pending = [wid for name in (NOOP, NOOP2) for wid, _ in launched[name]]
     deadline = time.monotonic() + 120
-    while pending:
-        pending = [wid for wid in pending if wid not in ends]
+    while True:
         for wid in pending:
             end = _workflow_end(conductor, wid)
             if end is not None:
                 ends[wid] = end
+        pending = [wid for wid in pending if wid not in ends]
+        if not pending:
+            return ends
         if time.monotonic() > deadline:
             raise SystemExit(f"{len(pending)} no-op workflows did not complete within 120s")
         time.sleep(0.5)
-    return ends
 
 
 def _await_runs(database_url: str, run_ids: list[str], interval: int) -> dict[str, dict]:

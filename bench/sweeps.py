@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
-import time
 from dataclasses import dataclass
 
 import psycopg2
@@ -64,8 +64,6 @@ def _env(seed: Seed, sim: Simulator, conductor_url: str) -> dict[str, str]:
 
 def run_pollers(mode: str, processes: int, env: dict[str, str]) -> list[dict]:
     """Start `processes` poller processes, let them get ready, start them at once, collect."""
-    import os
-
     procs = [
         subprocess.Popen(
             [PY, "-m", "bench.sweeper", mode],
@@ -196,7 +194,3 @@ def scaling(
         f"{prefix}_simulator_cpu_ms_per_call": median(sim_cpu) * 1000,
         f"{prefix}_peak_rss_mb": peak_rss,
     }
-
-
-def wait_quiet(seconds: float = 1.0) -> None:
-    time.sleep(seconds)
