@@ -4,74 +4,31 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.helpers import running_gateway
+
 TOKEN = "gunicorn-test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ONE_MIB = 1024 * 1024
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def gateway(database_url, conductor_url, tmp_path):
     """A running gunicorn gateway on a free port: (base URL, path of its log)."""
-    port = free_port()
     log_path = tmp_path / "gunicorn.log"
     env = {
-        **os.environ,
         "DATABASE_URL": database_url,
         "CONDUCTOR_SERVER_URL": conductor_url,
         "GATEWAY_API_TOKENS": TOKEN,
-        "GATEWAY_BIND": f"127.0.0.1:{port}",
-        "GATEWAY_WORKERS": "2",
-        "GATEWAY_THREADS": "4",
         "LOG_LEVEL": "INFO",
     }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(gunicorn), "-c", "gateway/gunicorn.conf.py", "gateway.wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+    with running_gateway(env, log_path) as (base, _port):
         yield base, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def raw_request(port: int, head: str, chunks: list[bytes]) -> tuple[int, dict]:

@@ -8,75 +8,33 @@ answer, and the log shows those lines with the credential masked.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.helpers import running_gateway
+
 TOKEN = "log-redaction-token-0123456789abcdef"
 ROTATED = "second+token/with=specials-0123456789"
 WORKBENCH_TOKEN = "workbench-token-for-redaction-0123456"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def gateway(database_url, conductor_url, tmp_path):
-    """A running gunicorn gateway on a free port: (base URL, path of its log)."""
-    port = free_port()
+    """A running gunicorn gateway on a free port: (base URL, path of its log, port)."""
     log_path = tmp_path / "gateway.log"
     env = {
-        **os.environ,
         "DATABASE_URL": database_url,
         "CONDUCTOR_SERVER_URL": conductor_url,
         "GATEWAY_API_TOKENS": f"{TOKEN},{ROTATED}",
         "WORKBENCH_API_TOKEN": WORKBENCH_TOKEN,
-        "GATEWAY_BIND": f"127.0.0.1:{port}",
-        "GATEWAY_WORKERS": "2",
-        "GATEWAY_THREADS": "4",
         "LOG_LEVEL": "DEBUG",
     }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(gunicorn), "-c", "gateway/gunicorn.conf.py", "gateway.wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+    with running_gateway(env, log_path) as (base, port):
         yield base, log_path, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def send_raw(port: int, request: bytes) -> bytes:
