@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,19 +68,28 @@ def template_database(stack_env) -> str:
     return TEMPLATE_DB
 
 
-@pytest.fixture
-def database_url(stack_env, template_database) -> str:
-    """A fresh migrated database of its own for one test, dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def scratch_database(stack_env, prefix: str, template: str | None = None) -> Iterator[str]:
+    """A database of its own, owned by the service's role (a copy of `template`, or empty),
+    dropped afterwards; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    clone = f" TEMPLATE {template}" if template else ""
     conn = _admin(stack_env)
     try:
         with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name} TEMPLATE {template_database} OWNER pipelines")
+            cur.execute(f"CREATE DATABASE {name}{clone} OWNER pipelines")
         yield _with_db(stack_env["DATABASE_URL"], name)
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         conn.close()
+
+
+@pytest.fixture
+def database_url(stack_env, template_database) -> str:
+    """A fresh migrated database of its own for one test, dropped afterwards."""
+    with scratch_database(stack_env, "test", template_database) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import psycopg2
 import pytest
 import requests
 
@@ -95,3 +96,23 @@ def restart_process(name: str, ready_url: str | None = None, timeout: float = 18
                 return False
 
         await_true(ready, timeout, f"{name} to be ready again", every=0.5)
+
+
+@pytest.fixture(scope="module")
+def pipelines_db(stack_env):
+    """An autocommit connection to the stack's own pipelines database."""
+    conn = psycopg2.connect(stack_env["DATABASE_URL"], connect_timeout=5)
+    conn.autocommit = True
+    yield conn
+    conn.close()
+
+
+def rows_marked(conn, marker: str) -> int:
+    """Run rows whose prefixes or Idempotency-Key carry `marker` (only one test's do)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pipeline_runs WHERE idempotency_key LIKE %(like)s"
+            " OR input_path_prefix LIKE %(like)s OR output_path_prefix LIKE %(like)s",
+            {"like": f"%{marker}%"},
+        )
+        return cur.fetchone()[0]

@@ -12,32 +12,13 @@ from __future__ import annotations
 
 import uuid
 
-import psycopg2
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.e2e.conftest import rows_marked
 from tests.hostile_prefixes import FAMILIES, refused_prefixes
 
 EXAMPLES = 150
-
-
-@pytest.fixture(scope="module")
-def pipelines_db(stack_env):
-    conn = psycopg2.connect(stack_env["DATABASE_URL"], connect_timeout=5)
-    conn.autocommit = True
-    yield conn
-    conn.close()
-
-
-def rows_marked(conn, marker: str) -> int:
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM pipeline_runs WHERE idempotency_key LIKE %(key)s"
-            " OR input_path_prefix LIKE %(like)s OR output_path_prefix LIKE %(like)s",
-            {"key": f"{marker}%", "like": f"%{marker}%"},
-        )
-        return cur.fetchone()[0]
 
 
 @settings(

@@ -18,39 +18,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
-import psycopg2
 import pytest
 import requests
 
 from batchcore.settings import Settings
 from gateway import MAX_BODY_BYTES, create_app
 from stack import supervisor
-from tests.e2e.conftest import run_body
+from tests.e2e.conftest import rows_marked, run_body
 from tests.integration.helpers import Simulator, await_true
 
 MIB = 1024 * 1024
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-@pytest.fixture(scope="module")
-def pipelines_db(stack_env):
-    conn = psycopg2.connect(stack_env["DATABASE_URL"], connect_timeout=5)
-    conn.autocommit = True
-    yield conn
-    conn.close()
-
-
-def rows_marked(conn, marker: str) -> int:
-    """Run rows whose prefixes or Idempotency-Key carry `marker` (only this test's do)."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM pipeline_runs WHERE idempotency_key LIKE %(like)s"
-            " OR input_path_prefix LIKE %(like)s OR output_path_prefix LIKE %(like)s",
-            {"like": f"%{marker}%"},
-        )
-        return cur.fetchone()[0]
 
 
 def marked_body(marker: str, **overrides) -> dict:

@@ -6,6 +6,7 @@ import psycopg2
 import pytest
 
 from batchcore import migrate
+from tests.conftest import scratch_database
 
 
 def _tables(url: str) -> set[str]:
@@ -17,20 +18,8 @@ def _tables(url: str) -> set[str]:
 @pytest.fixture
 def empty_database_url(stack_env):
     """A database with nothing in it, owned by the service's role."""
-    import uuid
-
-    from tests.conftest import _admin, _with_db
-
-    name = f"empty_{uuid.uuid4().hex[:12]}"
-    conn = _admin(stack_env)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name} OWNER pipelines")
-        yield _with_db(stack_env["DATABASE_URL"], name)
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        conn.close()
+    with scratch_database(stack_env, "empty") as url:
+        yield url
 
 
 def test_req_2_5_migrations_from_empty_then_again_as_a_no_op(empty_database_url):
