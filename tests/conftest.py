@@ -16,7 +16,8 @@ from batchcore import migrate
 from batchcore.db import Database
 from stack import config
 
-TEMPLATE_DB = "pipelines_test_template"
+# One template per test session, so that two sessions on one stack never clobber each other.
+TEMPLATE_PREFIX = "pipelines_test_template"
 
 
 def pytest_collection_modifyitems(items):
@@ -55,17 +56,19 @@ def _admin(stack_env):
 
 
 @pytest.fixture(scope="session")
-def template_database(stack_env) -> str:
-    """A freshly migrated template database, made once per test session."""
+def template_database(stack_env) -> Iterator[str]:
+    """A freshly migrated template database of this test session's own, dropped at its end."""
+    name = f"{TEMPLATE_PREFIX}_{uuid.uuid4().hex[:12]}"
     conn = _admin(stack_env)
     try:
         with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
-            cur.execute(f"CREATE DATABASE {TEMPLATE_DB} OWNER pipelines")
+            cur.execute(f"CREATE DATABASE {name} OWNER pipelines")
+        migrate.apply(_with_db(stack_env["DATABASE_URL"], name))
+        yield name
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         conn.close()
-    migrate.apply(_with_db(stack_env["DATABASE_URL"], TEMPLATE_DB))
-    return TEMPLATE_DB
 
 
 @contextmanager
