@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -255,33 +256,53 @@ VARIABLES: tuple[Var, ...] = (
 )
 
 
+def _var(name: str) -> Var:
+    for var in VARIABLES:
+        if var.name == name:
+            return var
+    raise KeyError(f"unknown setting {name!r}")
+
+
+def default(name: str) -> object:
+    """The typed default of variable ``name`` (None when it has none); KeyError if unknown."""
+    var = _var(name)
+    return None if var.default is None else var.parse(var.name, var.default)
+
+
+def _field(name: str, empty: object = None) -> Any:
+    """A Settings field whose default is the table's (or ``empty``), hidden from repr if secret."""
+    var = _var(name)
+    value = default(name)
+    return field(default=empty if value is None else value, repr=not var.secret)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Validated configuration; secrets are kept out of repr."""
+    """Validated configuration; defaults come from VARIABLES; secrets are kept out of repr."""
 
-    database_url: str = field(default="", repr=False)
-    conductor_server_url: str = "http://127.0.0.1:8080/api"
-    workbench_api_url: str | None = None
-    workbench_api_token: str | None = field(default=None, repr=False)
-    gateway_api_tokens: tuple[str, ...] = field(default=(), repr=False)
-    poll_interval_seconds: int = 5
-    poll_batch_size: int = 200
-    poll_max_retries: int = 3
-    poll_concurrency: int = 16
-    poll_lease_seconds: int = 60
-    reconcile_interval_seconds: int = 30
-    reconcile_pending_seconds: int = 120
-    workbench_connect_timeout: float = 3.0
-    workbench_read_timeout: float = 10.0
-    allowed_path_schemes: frozenset[str] = frozenset({"s3", "gs", "abfs", "file"})
-    db_pool_max: int = 10
-    db_connect_timeout: float = 5.0
-    conductor_timeout: float = 10.0
-    gateway_bind: str = "127.0.0.1:8000"
-    gateway_workers: int = 2
-    gateway_threads: int = 16
-    worker_health_bind: str = "127.0.0.1:8001"
-    log_level: str = "INFO"
+    database_url: str = _field("DATABASE_URL", empty="")
+    conductor_server_url: str = _field("CONDUCTOR_SERVER_URL")
+    workbench_api_url: str | None = _field("WORKBENCH_API_URL")
+    workbench_api_token: str | None = _field("WORKBENCH_API_TOKEN")
+    gateway_api_tokens: tuple[str, ...] = _field("GATEWAY_API_TOKENS", empty=())
+    poll_interval_seconds: int = _field("POLL_INTERVAL_SECONDS")
+    poll_batch_size: int = _field("POLL_BATCH_SIZE")
+    poll_max_retries: int = _field("POLL_MAX_RETRIES")
+    poll_concurrency: int = _field("POLL_CONCURRENCY")
+    poll_lease_seconds: int = _field("POLL_LEASE_SECONDS")
+    reconcile_interval_seconds: int = _field("RECONCILE_INTERVAL_SECONDS")
+    reconcile_pending_seconds: int = _field("RECONCILE_PENDING_SECONDS")
+    workbench_connect_timeout: float = _field("WORKBENCH_CONNECT_TIMEOUT_SECONDS")
+    workbench_read_timeout: float = _field("WORKBENCH_READ_TIMEOUT_SECONDS")
+    allowed_path_schemes: frozenset[str] = _field("ALLOWED_PATH_SCHEMES")
+    db_pool_max: int = _field("DB_POOL_MAX")
+    db_connect_timeout: float = _field("DB_CONNECT_TIMEOUT_SECONDS")
+    conductor_timeout: float = _field("CONDUCTOR_TIMEOUT_SECONDS")
+    gateway_bind: str = _field("GATEWAY_BIND")
+    gateway_workers: int = _field("GATEWAY_WORKERS")
+    gateway_threads: int = _field("GATEWAY_THREADS")
+    worker_health_bind: str = _field("WORKER_HEALTH_BIND")
+    log_level: str = _field("LOG_LEVEL")
 
 
 def load(env: Mapping[str, str] | None = None, require: Iterable[str] = ()) -> Settings:

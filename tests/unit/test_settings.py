@@ -74,3 +74,22 @@ def test_req_2_7_errors_never_echo_a_secret_value():
     with pytest.raises(settings.SettingsError) as err:
         settings.load({**GOOD, "GATEWAY_API_TOKENS": "tiny-secret"})
     assert "tiny-secret" not in str(err.value)
+
+
+def test_each_default_is_stated_once_and_read_typed():
+    assert settings.default("POLL_BATCH_SIZE") == 200
+    assert isinstance(settings.default("POLL_BATCH_SIZE"), int)
+    assert settings.default("WORKBENCH_CONNECT_TIMEOUT_SECONDS") == 3.0
+    assert settings.default("ALLOWED_PATH_SCHEMES") == frozenset({"s3", "gs", "abfs", "file"})
+    assert settings.default("WORKBENCH_API_URL") is None
+    with pytest.raises(KeyError, match="NO_SUCH_VARIABLE"):
+        settings.default("NO_SUCH_VARIABLE")
+
+
+def test_the_settings_dataclass_takes_every_default_from_the_table():
+    bare = settings.Settings()
+    loaded = settings.load({})
+    for var in settings.VARIABLES:
+        assert getattr(bare, var.attr) == getattr(loaded, var.attr), var.name
+        if var.default is not None:
+            assert getattr(bare, var.attr) == settings.default(var.name), var.name
