@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -98,6 +98,7 @@ class Var:
     default: str | None
     description: str
     secret: bool = False
+    empty: object = None  # the attribute's value when the variable is unset and has no default
 
 
 VARIABLES: tuple[Var, ...] = (
@@ -108,6 +109,7 @@ VARIABLES: tuple[Var, ...] = (
         None,
         "PostgreSQL of the service (libpq PG* variables are used when unset)",
         secret=True,
+        empty="",
     ),
     Var(
         "CONDUCTOR_SERVER_URL",
@@ -132,6 +134,7 @@ VARIABLES: tuple[Var, ...] = (
         None,
         "Comma-separated bearer tokens the gateway accepts (several for rotation)",
         secret=True,
+        empty=(),
     ),
     Var(
         "POLL_INTERVAL_SECONDS",
@@ -269,40 +272,22 @@ def default(name: str) -> object:
     return None if var.default is None else var.parse(var.name, var.default)
 
 
-def _field(name: str, empty: object = None) -> Any:
-    """A Settings field whose default is the table's (or ``empty``), hidden from repr if secret."""
-    var = _var(name)
-    value = default(name)
-    return field(default=empty if value is None else value, repr=not var.secret)
+def _field(var: Var) -> Any:
+    """The Settings field of ``var``: the table's default (or its empty value), repr if public."""
+    value = default(var.name)
+    return field(default=var.empty if value is None else value, repr=not var.secret)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Validated configuration; defaults come from VARIABLES; secrets are kept out of repr."""
-
-    database_url: str = _field("DATABASE_URL", empty="")
-    conductor_server_url: str = _field("CONDUCTOR_SERVER_URL")
-    workbench_api_url: str | None = _field("WORKBENCH_API_URL")
-    workbench_api_token: str | None = _field("WORKBENCH_API_TOKEN")
-    gateway_api_tokens: tuple[str, ...] = _field("GATEWAY_API_TOKENS", empty=())
-    poll_interval_seconds: int = _field("POLL_INTERVAL_SECONDS")
-    poll_batch_size: int = _field("POLL_BATCH_SIZE")
-    poll_max_retries: int = _field("POLL_MAX_RETRIES")
-    poll_concurrency: int = _field("POLL_CONCURRENCY")
-    poll_lease_seconds: int = _field("POLL_LEASE_SECONDS")
-    reconcile_interval_seconds: int = _field("RECONCILE_INTERVAL_SECONDS")
-    reconcile_pending_seconds: int = _field("RECONCILE_PENDING_SECONDS")
-    workbench_connect_timeout: float = _field("WORKBENCH_CONNECT_TIMEOUT_SECONDS")
-    workbench_read_timeout: float = _field("WORKBENCH_READ_TIMEOUT_SECONDS")
-    allowed_path_schemes: frozenset[str] = _field("ALLOWED_PATH_SCHEMES")
-    db_pool_max: int = _field("DB_POOL_MAX")
-    db_connect_timeout: float = _field("DB_CONNECT_TIMEOUT_SECONDS")
-    conductor_timeout: float = _field("CONDUCTOR_TIMEOUT_SECONDS")
-    gateway_bind: str = _field("GATEWAY_BIND")
-    gateway_workers: int = _field("GATEWAY_WORKERS")
-    gateway_threads: int = _field("GATEWAY_THREADS")
-    worker_health_bind: str = _field("WORKER_HEALTH_BIND")
-    log_level: str = _field("LOG_LEVEL")
+# One attribute per variable, so that a default is never stated twice.
+Settings = make_dataclass(
+    "Settings",
+    [(var.attr, Any, _field(var)) for var in VARIABLES],
+    frozen=True,
+    namespace={
+        "__doc__": "Validated configuration, one attribute per VARIABLES entry.",
+        "__module__": __name__,
+    },
+)
 
 
 def load(env: Mapping[str, str] | None = None, require: Iterable[str] = ()) -> Settings:
