@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, Response, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .config import SimConfig
-from .faults import FaultInjector
+from .faults import CallTarget, FaultInjector
 from .jobs import Clock, JobStore, ValidationError, parse_submission
 
 # Set by the server on requests that arrive on the admin port, where faults never apply.
@@ -125,8 +125,9 @@ def _api_blueprint(state: SimState, sleep: Callable[[float], None]) -> Blueprint
         # Faults run before auth: they stand for the infrastructure in front of the service.
         if request.environ.get(ADMIN_ENVIRON_KEY):
             return None
-        endpoint = "submit" if request.method == "POST" else "status"
-        decision = state.faults.on_api_call(endpoint)
+        endpoint = "submit" if request.endpoint == "api.submit_job" else "status"
+        g.call_target = _call_target(state)
+        decision = state.faults.on_api_call(endpoint, g.call_target)
         g.slow_seconds = decision.slow_seconds
         if decision.status is None:
             return None
@@ -196,7 +197,9 @@ def _api_blueprint(state: SimState, sleep: Callable[[float], None]) -> Blueprint
             return _error(422, "validation_failed", "the job request is invalid", exc.details)
 
         view, created = state.store.submit(key, submission)
-        if not request.environ.get(ADMIN_ENVIRON_KEY) and state.faults.take_lose_submit_answer():
+        if not request.environ.get(ADMIN_ENVIRON_KEY) and state.faults.take_lose_submit_answer(
+            g.call_target
+        ):
             log.warning(
                 "fault lose_submit_answer: job %s exists, dropping the answer to its submitter",
                 view["job_id"],
@@ -215,6 +218,25 @@ def _api_blueprint(state: SimState, sleep: Callable[[float], None]) -> Blueprint
         return jsonify(view)
 
     return api
+
+
+def _call_target(state: SimState) -> CallTarget:
+    """The run, job and input prefix a call is about, so aimed faults fire only on those."""
+    job_id = (request.view_args or {}).get("job_id")
+    if job_id is None:
+        try:
+            body = request.get_json(force=True, silent=True)
+        except HTTPException:
+            body = None  # too large: the view answers that itself
+        prefix = body.get("input_path_prefix") if isinstance(body, dict) else None
+        return CallTarget(
+            run_id=request.headers.get("Idempotency-Key", "").strip() or None,
+            input_path_prefix=prefix if isinstance(prefix, str) else None,
+        )
+    subject = state.store.subject(job_id)
+    if subject is None:
+        return CallTarget(job_id=job_id)
+    return CallTarget(run_id=subject[0], job_id=job_id, input_path_prefix=subject[1])
 
 
 def _admin_blueprint(state: SimState) -> Blueprint:

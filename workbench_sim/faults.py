@@ -20,11 +20,23 @@ REFUSE_CONNECTIONS = "refuse_connections"
 KINDS = (ERROR_5XX, RATE_LIMIT, SLOW, LOSE_SUBMIT_ANSWER, REFUSE_CONNECTIONS)
 
 ENDPOINTS = ("submit", "status")
+# What a per-call fault may be aimed at, so that a test's fault fires only on its own runs.
+TARGETS = ("run_ids", "job_ids", "input_path_prefixes")
+MAX_TARGETS = 1000
 MAX_SLOW_SECONDS = 300.0
 MAX_REFUSE_SECONDS = 3600.0
 
 RefuseListener = Callable[[float], None]
 """Told the seconds to refuse connections for; 0 means accept again now."""
+
+
+@dataclass(frozen=True)
+class CallTarget:
+    """What one API call is about, as far as the simulator can tell."""
+
+    run_id: str | None = None
+    job_id: str | None = None
+    input_path_prefix: str | None = None
 
 
 @dataclass
@@ -38,10 +50,32 @@ class _Fault:
     seconds: float | None = None
     # Limit the fault to one endpoint ("submit" or "status") so tests can aim it.
     only: str | None = None
+    # Limit it to calls about these runs, jobs or input prefixes (any one matching); None: all.
+    run_ids: frozenset[str] | None = None
+    job_ids: frozenset[str] | None = None
+    input_path_prefixes: tuple[str, ...] | None = None
+
+    def aims_at(self, endpoint: str | None, target: CallTarget) -> bool:
+        """Whether this fault applies to a call to `endpoint` about `target`."""
+        if self.only is not None and self.only != endpoint:
+            return False
+        if self.run_ids is None and self.job_ids is None and self.input_path_prefixes is None:
+            return True
+        prefix = target.input_path_prefix
+        return bool(
+            (self.run_ids and target.run_id in self.run_ids)
+            or (self.job_ids and target.job_id in self.job_ids)
+            or (prefix and self.input_path_prefixes and prefix.startswith(self.input_path_prefixes))
+        )
 
     def describe(self) -> dict[str, Any]:
         shown = {
             "only": self.only,
+            "run_ids": sorted(self.run_ids) if self.run_ids is not None else None,
+            "job_ids": sorted(self.job_ids) if self.job_ids is not None else None,
+            "input_path_prefixes": (
+                list(self.input_path_prefixes) if self.input_path_prefixes is not None else None
+            ),
             "status": self.status,
             "retry_after": self.retry_after,
             "seconds": self.seconds,
@@ -124,15 +158,18 @@ class FaultInjector:
         with self._lock:
             return dict(self._injected)
 
-    def on_api_call(self, endpoint: str | None = None) -> CallFaults:
+    def on_api_call(
+        self, endpoint: str | None = None, target: CallTarget | None = None
+    ) -> CallFaults:
         """Decide the faults for one API call, consuming counts of those that fire."""
+        target = target or CallTarget()
         with self._lock:
-            slow = self._fire(SLOW, endpoint)
+            slow = self._fire(SLOW, endpoint, target)
             # At most one error per call: a 429 wins, so it does not also use up a 5xx count.
             error_kind = RATE_LIMIT
-            error = self._fire(RATE_LIMIT, endpoint)
+            error = self._fire(RATE_LIMIT, endpoint, target)
             if error is None:
-                error_kind, error = ERROR_5XX, self._fire(ERROR_5XX, endpoint)
+                error_kind, error = ERROR_5XX, self._fire(ERROR_5XX, endpoint, target)
         delay = slow.seconds if slow is not None and slow.seconds else 0.0
         if error is None:
             return CallFaults(slow_seconds=delay)
@@ -143,15 +180,15 @@ class FaultInjector:
             kind=error_kind,
         )
 
-    def take_lose_submit_answer(self) -> bool:
+    def take_lose_submit_answer(self, target: CallTarget | None = None) -> bool:
         """Whether this POST /jobs answer is to be lost (consumes one count if so)."""
         with self._lock:
-            return self._fire(LOSE_SUBMIT_ANSWER) is not None
+            return self._fire(LOSE_SUBMIT_ANSWER, "submit", target or CallTarget()) is not None
 
-    def _fire(self, kind: str, endpoint: str | None = None) -> _Fault | None:
-        # Called with self._lock held.
+    def _fire(self, kind: str, endpoint: str | None, target: CallTarget) -> _Fault | None:
+        # Called with self._lock held. Calls the fault is not aimed at never use up its count.
         fault = self._faults.get(kind)
-        if fault is None or (fault.only is not None and fault.only != endpoint):
+        if fault is None or not fault.aims_at(endpoint, target):
             return None
         if fault.count is not None:
             fault.count -= 1
@@ -214,10 +251,10 @@ def _parse_spec(spec: Any) -> tuple[dict[str, _Fault | None], float | None]:
 
 
 _ALLOWED = {
-    ERROR_5XX: {"status", "count", "rate", "retry_after", "only"},
-    RATE_LIMIT: {"count", "rate", "retry_after", "only"},
-    SLOW: {"seconds", "count", "rate", "only"},
-    LOSE_SUBMIT_ANSWER: {"count", "rate"},
+    ERROR_5XX: {"status", "count", "rate", "retry_after", "only", *TARGETS},
+    RATE_LIMIT: {"count", "rate", "retry_after", "only", *TARGETS},
+    SLOW: {"seconds", "count", "rate", "only", *TARGETS},
+    LOSE_SUBMIT_ANSWER: {"count", "rate", "run_ids", "input_path_prefixes"},
     REFUSE_CONNECTIONS: {"seconds"},
 }
 
@@ -233,6 +270,12 @@ def _parse_call_fault(kind: str, raw: dict[str, Any], bad: Callable[..., None]) 
     fault = _Fault(count=count, rate=rate, only=raw.get("only"))
     if fault.only not in (None, *ENDPOINTS):
         bad(f"{kind}.only", "enum", f"{kind}.only must be one of {', '.join(ENDPOINTS)}")
+    run_ids = _strings(raw, kind, "run_ids", bad)
+    job_ids = _strings(raw, kind, "job_ids", bad)
+    prefixes = _strings(raw, kind, "input_path_prefixes", bad)
+    fault.run_ids = frozenset(run_ids) if run_ids is not None else None
+    fault.job_ids = frozenset(job_ids) if job_ids is not None else None
+    fault.input_path_prefixes = tuple(prefixes) if prefixes is not None else None
     if kind == ERROR_5XX:
         fault.status = _integer(raw, kind, "status", bad, low=500, high=599, default=503)
     if kind == RATE_LIMIT:
@@ -243,6 +286,26 @@ def _parse_call_fault(kind: str, raw: dict[str, Any], bad: Callable[..., None]) 
     if kind == SLOW:
         fault.seconds = _number(raw, kind, "seconds", bad, low=0.0, high=MAX_SLOW_SECONDS)
     return fault
+
+
+def _strings(
+    raw: dict[str, Any], kind: str, key: str, bad: Callable[..., None]
+) -> list[str] | None:
+    if key not in raw:
+        return None
+    value = raw[key]
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= MAX_TARGETS
+        or not all(isinstance(item, str) and item for item in value)
+    ):
+        bad(
+            f"{kind}.{key}",
+            "type",
+            f"{kind}.{key} must be a list of 1 to {MAX_TARGETS} non-empty strings",
+        )
+        return None
+    return value
 
 
 def _integer(

@@ -225,6 +225,12 @@ class JobStore:
             return None
         return self._public_view(job, self._clock())
 
+    def subject(self, job_id: str) -> tuple[str, str] | None:
+        """(idempotency key, input path prefix) of a job, or None if there is no such job."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        return None if job is None else (job.idempotency_key, job.submission.input_path_prefix)
+
     def list(self, pipeline_run_id: str | None = None) -> list[dict[str, Any]]:
         """The admin view of every job, oldest first, optionally for one run."""
         with self._lock:

@@ -534,6 +534,61 @@ def test_lose_submit_answer_creates_the_job_but_gives_no_answer(sim: Sim) -> Non
     assert sim.client.get("/_sim/stats").get_json()["faults_injected"] == {"lose_submit_answer": 1}
 
 
+def test_a_fault_aimed_at_runs_fires_and_counts_only_on_their_calls(sim: Sim) -> None:
+    shown = sim.faults({"error_5xx": {"count": 2, "run_ids": ["mine", "also-mine"]}}).get_json()
+    assert shown["faults"]["error_5xx"]["run_ids"] == ["also-mine", "mine"]
+    other = sim.submit("other")
+    assert other.status_code == 201
+    assert sim.client.get(f"/jobs/{other.get_json()['job_id']}", headers=AUTH).status_code == 200
+    assert sim.submit("other").status_code == 200
+    # Nobody else's call used up the count: the aimed run still gets both errors.
+    assert sim.client.get("/_sim/faults").get_json()["faults"]["error_5xx"]["remaining"] == 2
+    assert [sim.submit("mine").status_code for _ in range(3)] == [503, 503, 201]
+    assert sim.client.get("/_sim/stats").get_json()["faults_injected"] == {"error_5xx": 2}
+    assert sim.client.get("/_sim/faults").get_json()["faults"] == {}
+
+
+def test_a_fault_aimed_at_a_run_also_hits_the_status_calls_of_its_job(sim: Sim) -> None:
+    mine = sim.submit("mine").get_json()["job_id"]
+    other = sim.submit("other").get_json()["job_id"]
+    sim.faults({"rate_limit": {"count": 1, "run_ids": ["mine"], "only": "status"}})
+    assert sim.submit("mine").status_code == 200
+    assert sim.client.get(f"/jobs/{other}", headers=AUTH).status_code == 200
+    assert sim.client.get(f"/jobs/{mine}", headers=AUTH).status_code == 429
+    assert sim.client.get(f"/jobs/{mine}", headers=AUTH).status_code == 200
+
+
+def test_a_fault_aimed_at_jobs_fires_only_on_calls_to_those_jobs(sim: Sim) -> None:
+    mine = sim.submit("mine").get_json()["job_id"]
+    other = sim.submit("other").get_json()["job_id"]
+    sim.faults({"error_5xx": {"status": 502, "rate": 1.0, "job_ids": [mine, "wb-not-yet"]}})
+    assert sim.client.get(f"/jobs/{mine}", headers=AUTH).status_code == 502
+    assert sim.client.get("/jobs/wb-not-yet", headers=AUTH).status_code == 502
+    assert sim.client.get(f"/jobs/{other}", headers=AUTH).status_code == 200
+    assert sim.submit("mine").status_code == 200  # a submit is no call to a job id
+    assert sim.client.get("/_sim/stats").get_json()["faults_injected"] == {"error_5xx": 2}
+
+
+def test_a_fault_aimed_at_input_prefixes_hits_their_submits_and_their_jobs(sim: Sim) -> None:
+    sim.faults({"slow": {"seconds": 2, "rate": 1.0, "input_path_prefixes": ["s3://bucket/t1/"]}})
+    assert sim.submit("other", input_path_prefix="s3://bucket/t10/a").status_code == 201
+    assert sim.sleeps == []
+    mine = sim.submit("mine", input_path_prefix="s3://bucket/t1/a")
+    assert mine.status_code == 201
+    assert sim.sleeps == [2.0]
+    sim.status(mine.get_json()["job_id"])
+    assert sim.sleeps == [2.0, 2.0]
+
+
+def test_lose_submit_answer_aimed_at_a_run_spares_the_others(sim: Sim) -> None:
+    sim.faults({"lose_submit_answer": {"count": 1, "run_ids": ["mine"]}})
+    assert sim.submit("other").status_code == 201
+    with pytest.raises(AnswerLost):
+        sim.submit("mine")
+    assert sim.submit("mine").status_code == 200
+    assert sim.client.get("/_sim/stats").get_json()["faults_injected"] == {"lose_submit_answer": 1}
+
+
 def test_fault_settings_are_validated(sim: Sim) -> None:
     bad_specs = [
         {},
@@ -548,6 +603,12 @@ def test_fault_settings_are_validated(sim: Sim) -> None:
         {"refuse_connections": {"seconds": 0}},
         {"refuse_connections": {"seconds": 1, "port": 9}},
         {"slow": "yes"},
+        {"error_5xx": {"count": 1, "run_ids": []}},
+        {"error_5xx": {"count": 1, "run_ids": "run-1"}},
+        {"rate_limit": {"count": 1, "job_ids": [7]}},
+        {"slow": {"seconds": 1, "count": 1, "input_path_prefixes": [""]}},
+        {"lose_submit_answer": {"count": 1, "job_ids": ["wb-x"]}},
+        {"refuse_connections": {"seconds": 1, "run_ids": ["run-1"]}},
     ]
     for spec in bad_specs:
         response = sim.faults(spec)  # type: ignore[arg-type]
