@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 from psycopg2.extras import Json
 
 from batchcore import statuses
+from batchcore.backoff import backoff_delay
 from batchcore.conductor import ConductorClient
 from batchcore.db import Database
 from batchcore.errors import ConductorUnavailable, WorkbenchError
 from batchcore.queries import Q
-from batchcore.workbench import JobStatus, WorkbenchClient, backoff_delay
+from batchcore.workbench import JobStatus, WorkbenchClient
 
 from . import metrics
 

@@ -1,0 +1,250 @@
+"""What each Workbench failure means: a WorkbenchError naming the URL and the fix, never the token.
+
+``transient`` says whether retrying may help, ``kind`` names the failure class; the decisions
+for transport failures, non-2xx statuses and answers that break the contract are all here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+
+from batchcore import statuses
+from batchcore.backoff import parse_retry_after
+from batchcore.errors import WorkbenchError
+from batchcore.http_errors import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    UNDECODABLE,
+    excerpt,
+    safe_url,
+    transport_failure,
+)
+
+__all__ = [
+    "KIND_CONNECTION",
+    "KIND_MALFORMED",
+    "KIND_NOT_FOUND",
+    "KIND_RATE_LIMITED",
+    "KIND_REDIRECT",
+    "KIND_REJECTED",
+    "KIND_SERVER_ERROR",
+    "KIND_TIMEOUT",
+    "Answer",
+    "Call",
+]
+
+# Kinds of WorkbenchError.
+KIND_CONNECTION = "connection"
+KIND_TIMEOUT = "timeout"
+KIND_SERVER_ERROR = "server_error"
+KIND_RATE_LIMITED = "rate_limited"
+KIND_REJECTED = "rejected"
+KIND_NOT_FOUND = "not_found"
+KIND_MALFORMED = "malformed"
+KIND_REDIRECT = "redirect"
+
+# How much of a response body is kept in messages and details.
+EXCERPT_CHARS = 200
+
+_REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to the Workbench API, as errors name it; the token is here only to redact it."""
+
+    base_url: str
+    token: str = field(repr=False)
+    method: str
+    path: str
+
+    @property
+    def where(self) -> str:
+        return f"Workbench API at {safe_url(self.base_url)}"
+
+    def details(self, **facts: Any) -> list[dict[str, Any]]:
+        """The error's details: the call, then each fact that is known."""
+        fact = {
+            "method": self.method,
+            "url": safe_url(self.base_url + self.path),
+            "path": self.path,
+        }
+        fact.update({k: v for k, v in facts.items() if v is not None})
+        return [fact]
+
+    def redact(self, text: str) -> str:
+        return text.replace(self.token, _REDACTED) if self.token in text else text
+
+    def transport_error(
+        self,
+        exc: requests.exceptions.RequestException,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> WorkbenchError:
+        """The WorkbenchError for a call that got no usable answer."""
+        failure, reason = transport_failure(exc)
+        transient, kind = True, KIND_CONNECTION
+        if failure == CONNECT_TIMEOUT:
+            kind = KIND_TIMEOUT
+            message = (
+                f"{self.where} did not answer within {connect_timeout} s ({reason}); "
+                "check that it is running and reachable"
+            )
+        elif failure == READ_TIMEOUT:
+            kind = KIND_TIMEOUT
+            message = f"{self.where} did not answer within {read_timeout} s"
+        elif failure == UNDECODABLE:
+            transient, kind = False, KIND_MALFORMED
+            message = f"{self.where} sent an answer that {reason}"
+        else:
+            message = f"{self.where} unreachable: {reason}"
+        details = self.details(exception=type(exc).__name__)
+        return WorkbenchError(message, transient=transient, kind=kind, details=details)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The Workbench's answer to one call, read against the contract."""
+
+    call: Call
+    response: requests.Response
+
+    # -- failures
+
+    def status_error(self, what: str, job_id: str | None) -> WorkbenchError:
+        """The WorkbenchError for a non-2xx answer; ``what`` names the request in messages."""
+        status = self.response.status_code
+        where = self.call.where
+        retry_after = parse_retry_after(self.response.headers.get("Retry-After"))
+
+        def error(message: str, transient: bool, kind: str, **facts: Any) -> WorkbenchError:
+            return WorkbenchError(
+                message,
+                transient=transient,
+                kind=kind,
+                status_code=status,
+                retry_after=facts.get("retry_after"),
+                details=self.details(**facts),
+            )
+
+        if 300 <= status < 400:
+            target = self._redirect_target()
+            message = (
+                f"Workbench API at {safe_url(self.call.base_url + self.call.path)} answered a "
+                f"redirect to {target} (HTTP {status}); redirects are not followed so the token "
+                "is not sent elsewhere; set WORKBENCH_API_URL to the final address"
+            )
+            return error(message, False, KIND_REDIRECT, location=target)
+        if status == 429:
+            wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+            message = f"{where} is rate limiting requests (HTTP 429){wait}"
+            return error(message, True, KIND_RATE_LIMITED, retry_after=retry_after)
+        if 500 <= status < 600:
+            message = f"{where} failed with HTTP {status}: {self._error_sentence()}"
+            return error(message, True, KIND_SERVER_ERROR, retry_after=retry_after)
+        if status == 404 and job_id is not None:
+            return error(f"{where} has no job {job_id} (HTTP 404)", False, KIND_NOT_FOUND)
+        if 400 <= status < 500:
+            hint = ""
+            if status in (401, 403):
+                hint = "; check WORKBENCH_API_TOKEN"
+            elif status in (404, 405):
+                hint = f"; check WORKBENCH_API_URL ({safe_url(self.call.base_url)})"
+            message = (
+                f"Workbench API rejected {what} (HTTP {status}): {self._error_sentence()}{hint}"
+            )
+            return error(message, False, KIND_REJECTED)
+        message = f"{where} answered with an unexpected HTTP status {status}"
+        return error(message, False, KIND_MALFORMED)
+
+    def malformed(self, problem: str) -> WorkbenchError:
+        """The WorkbenchError for a 2xx answer that breaks the contract."""
+        message = (
+            f"{self.call.where} sent an answer to {self.call.method} {self.call.path} "
+            f"that breaks its contract: {problem}"
+        )
+        return WorkbenchError(
+            message,
+            transient=False,
+            kind=KIND_MALFORMED,
+            status_code=self.response.status_code,
+            details=self.details(),
+        )
+
+    def details(self, **facts: Any) -> list[dict[str, Any]]:
+        return self.call.details(
+            status_code=self.response.status_code, body_excerpt=self._excerpt() or None, **facts
+        )
+
+    def _excerpt(self) -> str:
+        raw = self.response.content or b""
+        text = raw[: EXCERPT_CHARS * 8].decode(self.response.encoding or "utf-8", errors="replace")
+        return excerpt(self.call.redact(text), EXCERPT_CHARS)
+
+    def _error_sentence(self) -> str:
+        """The error sentence from a JSON error body, or an excerpt of the body."""
+        try:
+            data = json.loads(self.response.content or b"")
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            for key in ("error", "message", "detail"):
+                value = data.get(key)
+                if isinstance(value, dict):
+                    value = value.get("message") or value.get("detail")
+                if isinstance(value, str) and value.strip():
+                    return excerpt(self.call.redact(value), EXCERPT_CHARS)
+        return self._excerpt() or "(empty body)"
+
+    def _redirect_target(self) -> str:
+        location = self.response.headers.get("Location")
+        if not location:
+            return "(no Location header)"
+        here = self.response.url or self.call.base_url + self.call.path
+        return excerpt(self.call.redact(urljoin(here, location)), EXCERPT_CHARS)
+
+    # -- the contract's fields
+
+    def json_object(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.response.content or b"")
+        except ValueError:
+            raise self.malformed("the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise self.malformed("the body is not a JSON object")
+        return data
+
+    def job_id(self, data: dict[str, Any]) -> str:
+        job_id = data.get("job_id")
+        if not isinstance(job_id, str) or not job_id:
+            raise self.malformed("job_id is missing or not a string")
+        return job_id
+
+    def workbench_status(self, data: dict[str, Any]) -> str:
+        status = data.get("status")
+        if not isinstance(status, str):
+            raise self.malformed("status is missing or not a string")
+        if status not in statuses.WORKBENCH_TO_RUN:
+            known = ", ".join(statuses.WORKBENCH_TO_RUN)
+            raise self.malformed(f"status {excerpt(status, 50)!r} is not one of {known}")
+        return status
+
+    def timestamp(self, data: dict[str, Any], key: str) -> datetime | None:
+        value = data.get(key)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise self.malformed(f"{key} is not an ISO 8601 string")
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise self.malformed(f"{key} {excerpt(value, 50)!r} is not ISO 8601") from None
+        if when.tzinfo is None:  # no offset given: the contract's timestamps are UTC
+            when = when.replace(tzinfo=UTC)
+        return when
