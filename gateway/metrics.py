@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 
+import psycopg2
 from flask import Flask, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +21,12 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from batchcore.errors import ConductorUnavailable, Conflict, DatabaseUnavailable, ValidationFailed
+
+from .errors import InvalidJson
+from .services import PipelineNotFound
 
 HTTP_REQUESTS = Counter(
     "gateway_http_requests",
@@ -48,6 +55,14 @@ RUN_OUTCOMES = (
     "database_unavailable",
     "error",
 )
+# The outcome of a POST that raised: the first entry whose classes the exception is of.
+_FAILED_OUTCOMES = (
+    ((ValidationFailed, InvalidJson, RequestEntityTooLarge), "invalid"),
+    ((PipelineNotFound,), "pipeline_not_found"),
+    ((Conflict,), "conflict"),
+    ((ConductorUnavailable,), "conductor_failed"),
+    ((DatabaseUnavailable, psycopg2.OperationalError), "database_unavailable"),
+)
 # Method is a label; anything exotic is folded so clients cannot mint new series.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "<unmatched>"
@@ -59,6 +74,11 @@ for _outcome in RUN_OUTCOMES:
 def count_run_outcome(outcome: str) -> None:
     """Count one POST /api/v1/pipeline-runs by how it ended."""
     RUNS_CREATED.labels(outcome).inc()
+
+
+def outcome_of(exc: Exception) -> str:
+    """The outcome label of a POST /api/v1/pipeline-runs that raised `exc`."""
+    return next((label for kinds, label in _FAILED_OUTCOMES if isinstance(exc, kinds)), "error")
 
 
 def register(app: Flask) -> None:

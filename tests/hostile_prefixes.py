@@ -1,6 +1,6 @@
 """Hypothesis strategies of path prefixes the gateway must refuse, each in many encodings.
 
-Shared by the properties of gateway.validation (tests/unit) and the properties of the
+Shared by the properties of gateway.path_prefixes (tests/unit) and the properties of the
 running gateway over HTTP (tests/e2e). Each strategy builds values that break exactly one
 family of rules, around otherwise harmless parts, so a test can also say which rule.
 """

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from gateway import openapi, routes
+from batchcore.runs.model import HISTORY_FIELDS, PUBLIC_FIELDS
+from gateway import openapi
+from gateway.rendering import render_run
 from tests.unit.test_gateway_http import AUTH, MAX_BODY_BYTES, make_app
 
 _TYPES = {
@@ -167,10 +169,10 @@ def test_req_openapi_run_json_has_exactly_the_contract_fields():
     ]
     run = doc["components"]["schemas"]["Run"]
     assert set(contract) <= set(run["properties"])
-    assert list(routes.RUN_FIELDS)[: len(contract) - 1] == contract[:-1]
-    assert set(run["properties"]) == {*routes.RUN_FIELDS, "history"}
+    assert list(PUBLIC_FIELDS)[: len(contract) - 1] == contract[:-1]
+    assert set(run["properties"]) == {*PUBLIC_FIELDS, "history"}
     history = doc["components"]["schemas"]["HistoryItem"]["properties"]
-    assert list(history) == list(routes.HISTORY_FIELDS)
+    assert list(history) == list(HISTORY_FIELDS)
 
 
 def test_req_render_run_matches_the_schema_and_uses_utc_offsets():
@@ -208,12 +210,12 @@ def test_req_render_run_matches_the_schema_and_uses_utc_offsets():
         "message": "Run accepted",
         "details": {},
     }
-    rendered = routes.render_run(row, [event])
+    rendered = render_run(row, [event])
     assert rendered["created_at"] == "2026-11-25T17:00:00.123456+00:00"
     assert rendered["id"] == str(row["id"])
     assert "idempotency_key" not in rendered
     assert not schema_errors(rendered, {"$ref": "#/components/schemas/Run"}, doc)
-    listed = routes.render_run(row)
+    listed = render_run(row)
     assert "history" not in listed
     assert not schema_errors(listed, {"$ref": "#/components/schemas/RunSummary"}, doc)
 

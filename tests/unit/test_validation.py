@@ -1,4 +1,4 @@
-"""Unit tests of gateway.validation: run requests, path prefixes, list filters, ?wait=."""
+"""Unit tests of client input rules: run requests, path prefixes, list filters, ?wait=."""
 
 from __future__ import annotations
 
@@ -10,16 +10,15 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
 from batchcore.errors import ValidationFailed
+from gateway.inputs import parse_wait
+from gateway.path_prefixes import MAX_PATH_LENGTH, validate_path_prefix
 from gateway.validation import (
     MAX_PARAMETERS_BYTES,
     MAX_PARAMETERS_DEPTH,
-    MAX_PATH_LENGTH,
     ListFilters,
     RunRequest,
     parse_list_filters,
     parse_run_request,
-    parse_wait,
-    validate_path_prefix,
 )
 from tests.hostile_prefixes import (
     FAMILIES,

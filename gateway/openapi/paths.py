@@ -1,0 +1,235 @@
+"""The operations of the OpenAPI document: every route, its parameters and its answers."""
+
+from __future__ import annotations
+
+from batchcore import statuses
+
+from .. import validation
+from ..inputs import IDEMPOTENCY_HEADER, MAX_WAIT_SECONDS
+from .schemas import PIPELINE_NAME, STATUS, error
+
+
+def _json(schema_name: str, description: str, headers: dict | None = None) -> dict:
+    response = {
+        "description": description,
+        "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}
+        },
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+_API_ERRORS = {
+    "401": _ref("Unauthorized"),
+    "422": _ref("Unprocessable"),
+    "500": _ref("InternalError"),
+    "503": _ref("Unavailable"),
+}
+_SECURED = [{"bearerAuth": []}]
+_LOCATION = {
+    "Location": {
+        "description": "The run's URL",
+        "schema": {"type": "string", "example": "/api/v1/pipeline-runs/<id>"},
+    }
+}
+
+PATHS = {
+    "/api/v1/pipeline-runs": {
+        "post": {
+            "operationId": "createPipelineRun",
+            "summary": "Submit a batch pipeline run",
+            "description": "Stores the run PENDING and starts its Conductor workflow. With an"
+            " Idempotency-Key already used for the same body, answers 200 with the earlier"
+            " run (header Idempotent-Replayed: true) and starts nothing; with another body,"
+            " 409. The body is read as JSON whatever its Content-Type.",
+            "security": _SECURED,
+            "parameters": [
+                {
+                    "name": IDEMPOTENCY_HEADER,
+                    "in": "header",
+                    "required": False,
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        # HTTP drops spaces at either end of a header value, so a key
+                        # cannot start or end with one.
+                        "pattern": "^[!-~]([ -~]*[!-~])?$",
+                    },
+                    "description": "1 to 255 printable ASCII characters, not starting or"
+                    " ending with a space",
+                },
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "required": False,
+                    "schema": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": MAX_WAIT_SECONDS,
+                        "default": 0,
+                    },
+                    "description": "Seconds to wait for the run to leave PENDING before"
+                    " answering (the answer comes as soon as it does)",
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/RunRequest"}}
+                },
+            },
+            "responses": {
+                "202": _json("Run", "The run was created and its workflow started", _LOCATION),
+                "200": _json(
+                    "Run",
+                    "Idempotent replay: the run an earlier request with this key created",
+                    {
+                        **_LOCATION,
+                        "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}},
+                    },
+                ),
+                "400": error("The body is not UTF-8 JSON (code invalid_json)"),
+                "404": error("The pipeline is not in the catalog (code pipeline_not_found)"),
+                "409": error("The Idempotency-Key was used with a different body"),
+                "413": error("The body is over 1 MiB (code payload_too_large)"),
+                **_API_ERRORS,
+                "503": {
+                    **error(
+                        "The database is unavailable, or Conductor could not start the workflow:"
+                        " then the run is stored FAILED with the reason, and the message and"
+                        " details (run_id) name it"
+                    ),
+                    "headers": {"Retry-After": {"schema": {"type": "string"}}},
+                },
+            },
+        },
+        "get": {
+            "operationId": "listPipelineRuns",
+            "summary": "List runs, newest first",
+            "security": _SECURED,
+            "parameters": [
+                {
+                    "name": "status",
+                    "in": "query",
+                    "required": False,
+                    # status=RUNNING,FAILED; the parameter may also be repeated.
+                    "style": "form",
+                    "explode": False,
+                    "schema": {"type": "array", "minItems": 1, "items": STATUS},
+                    "description": "One or more of " + ", ".join(statuses.ALL) + ","
+                    " comma-separated or repeated",
+                },
+                {
+                    "name": "pipeline",
+                    "in": "query",
+                    "required": False,
+                    "schema": PIPELINE_NAME,
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": validation.MAX_LIST_LIMIT,
+                        "default": validation.DEFAULT_LIST_LIMIT,
+                    },
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "required": False,
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": validation.MAX_CURSOR_LENGTH,
+                    },
+                    "description": "next_cursor of the previous page, as given",
+                },
+            ],
+            "responses": {"200": _json("RunPage", "A page of runs"), **_API_ERRORS},
+        },
+    },
+    "/api/v1/pipeline-runs/{run_id}": {
+        "get": {
+            "operationId": "getPipelineRun",
+            "summary": "One run with its history",
+            "security": _SECURED,
+            "parameters": [
+                {
+                    "name": "run_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "The run's UUID (anything else is a 404)",
+                }
+            ],
+            "responses": {
+                "200": _json("Run", "The run"),
+                "404": error("No run has this id (code run_not_found); the message names it"),
+                **_API_ERRORS,
+            },
+        }
+    },
+    "/api/v1/pipelines": {
+        "get": {
+            "operationId": "listPipelines",
+            "summary": "The pipeline catalog",
+            "security": _SECURED,
+            "responses": {"200": _json("PipelineList", "Every pipeline"), **_API_ERRORS},
+        }
+    },
+    "/healthz": {
+        "get": {
+            "operationId": "healthz",
+            "summary": "Liveness",
+            "security": [],
+            "responses": {"200": _json("Health", "The process is alive")},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "operationId": "readyz",
+            "summary": "Readiness: database and Conductor answer",
+            "security": [],
+            "responses": {
+                "200": _json("Readiness", "Both dependencies answer"),
+                "503": _json("Readiness", "At least one does not; checks say which"),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3.0.3",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+}

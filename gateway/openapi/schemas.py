@@ -1,0 +1,255 @@
+"""The components of the OpenAPI document: the schemas of bodies, the shared responses."""
+
+from __future__ import annotations
+
+from batchcore import statuses
+from batchcore.runs.model import HISTORY_FIELDS, PUBLIC_FIELDS
+
+from .. import validation
+from ..path_prefixes import MAX_PATH_LENGTH
+from ..rendering import PIPELINE_FIELDS
+
+STATUS = {"type": "string", "enum": list(statuses.ALL)}
+_TIMESTAMP = {
+    "type": "string",
+    "format": "date-time",
+    "description": "ISO 8601 in UTC with an explicit offset, e.g. 2026-11-25T17:00:00.123456+00:00",
+}
+
+
+def _nullable(schema: dict) -> dict:
+    return {**schema, "nullable": True}
+
+
+def _path_prefix(description: str, example: str) -> dict:
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_PATH_LENGTH,
+        "description": description
+        + " A URI whose scheme is in ALLOWED_PATH_SCHEMES (default s3, gs, abfs, file);"
+        " no '..' or '.' segment in any encoding, no control characters, no user-info,"
+        " no query or fragment, no IP host or port, no local or cloud-metadata host"
+        " (localhost, *.localhost, *.local, *.internal, metadata, …).",
+        "example": example,
+    }
+
+
+PIPELINE_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": validation.MAX_PIPELINE_LENGTH,
+    "pattern": validation.PIPELINE_PATTERN,
+    "example": "demo-batch",
+}
+
+_RUN_FIELD_SCHEMAS = {
+    "id": {"type": "string", "format": "uuid"},
+    "pipeline": {"type": "string"},
+    "mode": {"type": "string", "enum": list(validation.RUN_MODES)},
+    "status": STATUS,
+    "input_path_prefix": {"type": "string", "maxLength": MAX_PATH_LENGTH},
+    "output_path_prefix": {"type": "string", "maxLength": MAX_PATH_LENGTH},
+    "parameters": {"type": "object", "additionalProperties": True},
+    "workbench_job_id": _nullable({"type": "string"}),
+    "conductor_workflow_id": _nullable({"type": "string"}),
+    "error_message": _nullable({"type": "string"}),
+    "error_details": {
+        "nullable": True,
+        "description": "Structured detail of the failure (an object or an array), or null",
+    },
+    "created_at": _TIMESTAMP,
+    "updated_at": _TIMESTAMP,
+    "submitted_at": _nullable(_TIMESTAMP),
+    "started_at": _nullable(_TIMESTAMP),
+    "completed_at": _nullable(_TIMESTAMP),
+    "poll_failures": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "Consecutive failed Workbench status polls (troubleshooting)",
+    },
+    "last_poll_error": _nullable({"type": "string"}),
+    "last_polled_at": _nullable(_TIMESTAMP),
+}
+# In the order the API renders them; a public field without a schema fails at import.
+_RUN_PROPERTIES = {name: _RUN_FIELD_SCHEMAS[name] for name in PUBLIC_FIELDS}
+
+SCHEMAS = {
+    "RunRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["pipeline", "mode", "input_path_prefix", "output_path_prefix"],
+        "properties": {
+            "pipeline": PIPELINE_NAME,
+            "mode": {"type": "string", "enum": list(validation.RUN_MODES)},
+            "input_path_prefix": _path_prefix(
+                "Where the job reads its input.", "s3://bucket/input/"
+            ),
+            # A different example: the same prefix for both is refused (same_as_input).
+            "output_path_prefix": _path_prefix(
+                "Where the job writes its output; must differ from the input prefix and"
+                " neither may contain the other.",
+                "s3://bucket/output/",
+            ),
+            "parameters": {
+                "type": "object",
+                "additionalProperties": True,
+                "description": f"Free-form job parameters: at most"
+                f" {validation.MAX_PARAMETERS_BYTES} bytes as compact JSON, nested at most"
+                f" {validation.MAX_PARAMETERS_DEPTH} levels, no NaN/Infinity, no NUL.",
+                "default": {},
+            },
+        },
+    },
+    "HistoryItem": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(HISTORY_FIELDS),
+        "properties": {
+            "status": STATUS,
+            "previous_status": _nullable(STATUS),
+            "at": _TIMESTAMP,
+            "source": {
+                "type": "string",
+                "description": "Who made the change: gateway, submit, persist, poller, …",
+            },
+            "message": {"type": "string"},
+            "details": {"type": "object", "additionalProperties": True},
+        },
+    },
+    "RunSummary": {
+        "type": "object",
+        "description": "A run as listed (no history).",
+        "additionalProperties": False,
+        "required": list(_RUN_PROPERTIES),
+        "properties": _RUN_PROPERTIES,
+    },
+    "Run": {
+        "type": "object",
+        "description": "A run with its audit trail, oldest event first.",
+        "additionalProperties": False,
+        "required": [*_RUN_PROPERTIES, "history"],
+        "properties": {
+            **_RUN_PROPERTIES,
+            "history": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryItem"}},
+        },
+    },
+    "RunPage": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/RunSummary"}},
+            "next_cursor": _nullable(
+                {"type": "string", "description": "Pass as ?cursor= for the next page"}
+            ),
+        },
+    },
+    "Pipeline": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(PIPELINE_FIELDS),
+        "properties": {
+            "name": {"type": "string"},
+            "mode": {"type": "string", "enum": list(validation.RUN_MODES)},
+            "description": {"type": "string"},
+            "enabled": {"type": "boolean"},
+            "workflow_name": {"type": "string"},
+            "workflow_version": {"type": "integer", "minimum": 1},
+        },
+    },
+    "PipelineList": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["items"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Pipeline"}}
+        },
+    },
+    "ErrorDetail": {
+        "type": "object",
+        "description": "One problem. Validation problems carry field, rule and message;"
+        " other errors may add keys such as run_id or conductor_url.",
+        "additionalProperties": True,
+        "properties": {
+            "field": {"type": "string"},
+            "rule": {"type": "string"},
+            "message": {"type": "string"},
+            "run_id": {"type": "string", "format": "uuid"},
+        },
+    },
+    "ErrorBody": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["code", "message", "details"],
+        "properties": {
+            "code": {
+                "type": "string",
+                "description": "Stable machine-readable name, e.g. validation_failed,"
+                " invalid_json, unauthorized, run_not_found, pipeline_not_found, conflict,"
+                " payload_too_large, conductor_unavailable, database_unavailable,"
+                " internal_error",
+            },
+            "message": {"type": "string", "description": "A human sentence"},
+            "details": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/ErrorDetail"},
+            },
+        },
+    },
+    "Error": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["error"],
+        "properties": {"error": {"$ref": "#/components/schemas/ErrorBody"}},
+    },
+    "Health": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": ["ok"]}},
+    },
+    "Readiness": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "not_ready"]},
+            "checks": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["database", "conductor"],
+                "properties": {
+                    "database": {"type": "string", "enum": ["ok", "unavailable", "timeout"]},
+                    "conductor": {"type": "string", "enum": ["ok", "unavailable", "timeout"]},
+                },
+            },
+            "error": {"$ref": "#/components/schemas/ErrorBody"},
+        },
+    },
+}
+
+
+def error(description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+RESPONSES = {
+    "Unauthorized": {
+        **error("Missing or invalid bearer token"),
+        "headers": {
+            "WWW-Authenticate": {"schema": {"type": "string", "enum": ["Bearer"]}},
+        },
+    },
+    "Unprocessable": error(
+        "Invalid input: each bad field, header or query parameter is named in details"
+    ),
+    "Unavailable": {
+        **error("The database (or, for POST, Conductor) cannot be reached"),
+        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+    },
+    "InternalError": error("An unexpected error; the body carries no traceback"),
+}
