@@ -27,6 +27,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from batchcore.runs.model import PUBLIC_FIELDS  # noqa: E402  (the names the API renders)
 from stack import config  # noqa: E402  (stdlib only; finds .stack/ the way `make up` does)
 
 SAMPLES = ROOT / "samples" / "demo-input"
@@ -239,23 +240,6 @@ def follow(
 
 # ------------------------------------------------------------------------------ report
 
-RUN_FIELDS = (
-    "id",
-    "pipeline",
-    "mode",
-    "status",
-    "input_path_prefix",
-    "output_path_prefix",
-    "parameters",
-    "workbench_job_id",
-    "conductor_workflow_id",
-    "error_message",
-    "created_at",
-    "submitted_at",
-    "started_at",
-    "completed_at",
-)
-
 
 def clip(text: str, width: int) -> str:
     """Text cut to width characters, marked with an ellipsis when cut."""
@@ -283,16 +267,15 @@ def history_table(history: list[dict[str, Any]], message_width: int = 60) -> lis
 
 
 def show_run(run: dict[str, Any], out: TextIO | None = None) -> None:
-    """Print the run's key fields and its history table."""
+    """Print the run's fields that have a value, and its history table."""
     out = out if out is not None else sys.stdout
     print("\nThe run:", file=out)
-    width = max(len(name) for name in RUN_FIELDS)
-    for name in RUN_FIELDS:
-        value = run.get(name)
-        if name == "error_message" and not value:
-            continue
+    shown = [name for name in PUBLIC_FIELDS if run.get(name) not in (None, "")]
+    width = max((len(name) for name in shown), default=0)
+    for name in shown:
+        value = run[name]
         text = json.dumps(value) if isinstance(value, dict | list) else str(value)
-        print(f"  {name:<{width}}  {'-' if value is None else text}", file=out)
+        print(f"  {name:<{width}}  {text}", file=out)
     history = run.get("history") or []
     print(f"\nIts history ({len(history)} events, oldest first):", file=out)
     for line in history_table(history):

@@ -276,11 +276,13 @@ def test_show_run_prints_key_fields_and_history_table():
     ]  # fmt: skip
     out = io.StringIO()
 
-    demo.show_run(run_json("COMPLETED", "wb-1", history=history), out)
+    demo.show_run(run_json("COMPLETED", "wb-1", history=history, poll_failures=0), out)
 
     text = out.getvalue()
     assert re.search(r"^\s+status\s+COMPLETED$", text, re.M)
     assert re.search(r"^\s+conductor_workflow_id\s+wf-123$", text, re.M)
+    # Every public field the API renders is shown when it has a value, none without one.
+    assert re.search(r"^\s+poll_failures\s+0$", text, re.M)
     assert "error_message" not in text
     assert re.search(r"^\s+\S+\s+\(new\) → PENDING\s+gateway\s+run accepted$", text, re.M)
     assert re.search(r"PENDING → SUBMITTED\s+persist\s+Workbench job wb-1 started$", text, re.M)
