@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import psycopg2
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+# sql/ ships inside the package as batchcore._sql (setup.cfg), so an installed package
+# finds its migrations from any working directory.
+MIGRATIONS_DIR = files("batchcore._sql") / "migrations"
 # Any constant works; it only keeps two runners from applying the same file at once.
 LOCK_KEY = 7_204_113_001
 
@@ -34,14 +38,18 @@ class MigrationError(RuntimeError):
     """A migration failed or an applied one was edited afterwards."""
 
 
-def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """The migration files, ordered by their numeric prefix."""
+def discover(directory: Traversable = MIGRATIONS_DIR) -> list[Migration]:
+    """The migration files, ordered by their numeric prefix; none at all is an error."""
+    paths = directory.iterdir() if directory.is_dir() else []
     found = []
-    for path in sorted(directory.glob("*.sql")):
-        version, _, name = path.stem.partition("_")
+    for path in sorted((p for p in paths if p.name.endswith(".sql")), key=lambda p: p.name):
+        version, _, name = path.name.removesuffix(".sql").partition("_")
         if not version.isdigit():
             raise MigrationError(f"{path.name}: migration files are named NNNN_name.sql")
-        found.append(Migration(version, name, path.read_text()))
+        found.append(Migration(version, name, path.read_text(encoding="utf-8")))
+    if not found:
+        # Never report an empty set as "up to date": the package was installed without its SQL.
+        raise MigrationError(f"no migrations found in {directory} (looked for NNNN_name.sql)")
     return found
 
 
@@ -90,13 +98,19 @@ def apply(dsn: str, migrations: list[Migration] | None = None) -> list[str]:
     return applied_now
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     from . import settings
 
+    argparse.ArgumentParser(
+        prog="python -m batchcore.migrate",
+        description="Apply the schema migrations shipped with the package to the database of "
+        "DATABASE_URL (or the libpq PG* variables), in order; a no-op when up to date.",
+    ).parse_args(argv)
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
     try:
+        migrations = discover()
         cfg = settings.load(require=["DATABASE_URL"])
-        applied = apply(cfg.database_url)
+        applied = apply(cfg.database_url, migrations)
     except (settings.SettingsError, MigrationError, psycopg2.OperationalError) as exc:
         print(f"migrate: {exc}", file=sys.stderr)
         return 1
