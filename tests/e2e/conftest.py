@@ -49,6 +49,32 @@ class Api:
         return await_true(check, timeout, f"run {run_id} to reach {wanted}", every=0.2)
 
 
+def bad_authorizations(token: str) -> dict[str, dict[str, str]]:
+    """Headers that must all be refused with 401."""
+    variants = {
+        "missing": {},
+        "empty": {"Authorization": ""},
+        "wrong token": {"Authorization": "Bearer " + "w" * len(token)},
+        "truncated token": {"Authorization": f"Bearer {token[:-1]}"},
+        "extended token": {"Authorization": f"Bearer {token}0"},
+        "first half of the token": {"Authorization": f"Bearer {token[: len(token) // 2]}"},
+        "token without scheme": {"Authorization": token},
+        "Basic scheme": {"Authorization": f"Basic {token}"},
+        "Token scheme": {"Authorization": f"Token {token}"},
+        "two tokens": {"Authorization": f"Bearer {token} {token}"},
+        "token as a cookie": {"Cookie": f"token={token}; access_token={token}"},
+        "token in another header": {"X-Api-Key": token, "X-Auth-Token": token},
+    }
+    for name, cased in (
+        ("swapped case", token.swapcase()),
+        ("upper case", token.upper()),
+        ("lower case", token.lower()),
+    ):
+        if cased != token:
+            variants[f"{name} token"] = {"Authorization": f"Bearer {cased}"}
+    return variants
+
+
 def run_body(**overrides) -> dict:
     """A valid request with unique prefixes."""
     tag = uuid.uuid4().hex

@@ -12,7 +12,6 @@ import http.client
 import json
 import socket
 import threading
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,7 +23,7 @@ import requests
 from batchcore.settings import Settings
 from gateway import MAX_BODY_BYTES, create_app
 from stack import supervisor
-from tests.e2e.conftest import rows_marked, run_body
+from tests.e2e.conftest import bad_authorizations, rows_marked, run_body
 from tests.integration.helpers import Simulator, await_true
 
 MIB = 1024 * 1024
@@ -66,32 +65,6 @@ def api_routes() -> list[tuple[str, str]]:
 
 
 API_ROUTES = api_routes()
-
-
-def bad_authorizations(token: str) -> dict[str, dict[str, str]]:
-    """Headers that must all be refused with 401."""
-    variants = {
-        "missing": {},
-        "empty": {"Authorization": ""},
-        "wrong token": {"Authorization": "Bearer " + "w" * len(token)},
-        "truncated token": {"Authorization": f"Bearer {token[:-1]}"},
-        "extended token": {"Authorization": f"Bearer {token}0"},
-        "first half of the token": {"Authorization": f"Bearer {token[: len(token) // 2]}"},
-        "token without scheme": {"Authorization": token},
-        "Basic scheme": {"Authorization": f"Basic {token}"},
-        "Token scheme": {"Authorization": f"Token {token}"},
-        "two tokens": {"Authorization": f"Bearer {token} {token}"},
-        "token as a cookie": {"Cookie": f"token={token}; access_token={token}"},
-        "token in another header": {"X-Api-Key": token, "X-Auth-Token": token},
-    }
-    for name, cased in (
-        ("swapped case", token.swapcase()),
-        ("upper case", token.upper()),
-        ("lower case", token.lower()),
-    ):
-        if cased != token:
-            variants[f"{name} token"] = {"Authorization": f"Bearer {cased}"}
-    return variants
 
 
 # -------------------------------------------------------------------- authentication
@@ -367,7 +340,9 @@ def bait_server():
     thread.join(timeout=5)
 
 
-def test_no_request_field_or_header_redirects_the_workbench_calls(api, stack_env, bait_server):
+def test_no_request_field_or_header_redirects_the_workbench_calls(
+    api, stack_env, pipelines_db, bait_server
+):
     bait = f"http://127.0.0.1:{bait_server.server_address[1]}"
     # Unknown top-level fields are refused outright.
     for field in ("workbench_url", "workbench_api_url", "callback_url", "base_url"):
@@ -399,6 +374,12 @@ def test_no_request_field_or_header_redirects_the_workbench_calls(api, stack_env
         lambda: simulator.jobs(run_id), 90, f"the Workbench job of run {run_id}", every=0.5
     )
     assert job["parameters"] == parameters
-    # Submitted, and (give the poller a sweep too) nothing ever came to the bait.
-    time.sleep(1)
+
+    def polled():
+        with pipelines_db.cursor() as cur:
+            cur.execute("SELECT last_polled_at FROM pipeline_runs WHERE id = %s", (run_id,))
+            return cur.fetchone()[0]
+
+    # Submitted and polled by a sweep too, and nothing ever came to the bait.
+    await_true(polled, 60, f"a poller sweep to check run {run_id}", every=0.2)
     assert bait_server.seen == []
