@@ -14,6 +14,7 @@ from urllib.parse import quote
 import requests
 
 from .errors import ConductorUnavailable
+from .http_errors import CONNECT_TIMEOUT, READ_TIMEOUT, UNREACHABLE, transport_failure
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +97,11 @@ class ConductorClient:
             resp = self._session().post(
                 f"{self.base_url}/workflow", json=body, timeout=self.timeout
             )
-        except requests.ConnectTimeout as exc:
-            raise self._failed(
-                f"unreachable: no connection within {self.timeout:g} s", exc
-            ) from exc
-        except requests.Timeout as exc:
-            raise self._failed(
-                f"did not answer within {self.timeout:g} s", exc, maybe_started=True
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise self._failed(f"unreachable: {_connection_reason(exc)}", exc) from exc
         except requests.RequestException as exc:
-            raise self._failed(f"could not be called: {type(exc).__name__}", exc) from exc
+            cause, sent = self._transport_cause(exc)
+            raise WorkflowNotStarted(
+                self.base_url, cause, exception=_exception_text(exc), maybe_started=sent
+            ) from exc
         text = resp.text
         if resp.status_code >= 400:
             raise WorkflowNotStarted(
@@ -223,21 +217,11 @@ class ConductorClient:
         url = f"{self.base_url}{path}"
         try:
             resp = self._session().request(method, url, timeout=self.timeout, **kwargs)
-        except requests.ConnectTimeout as exc:
-            raise self._unavailable(
-                f"unreachable: no connection within {self.timeout:g} s ({what})", exc
-            ) from exc
-        except requests.Timeout as exc:
-            raise self._unavailable(
-                f"did not answer within {self.timeout:g} s ({what})", exc
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise self._unavailable(
-                f"unreachable: {_connection_reason(exc)} ({what})", exc
-            ) from exc
         except requests.RequestException as exc:
-            raise self._unavailable(
-                f"could not be called: {type(exc).__name__} ({what})", exc
+            cause, _ = self._transport_cause(exc)
+            raise ConductorUnavailable(
+                f"Conductor at {self.base_url} {cause} ({what})",
+                details=[{"conductor_url": self.base_url, "exception": _exception_text(exc)}],
             ) from exc
         if resp.status_code >= 400:
             raise ConductorUnavailable(
@@ -253,37 +237,20 @@ class ConductorClient:
             )
         return resp
 
-    def _unavailable(self, cause: str, exc: BaseException) -> ConductorUnavailable:
-        return ConductorUnavailable(
-            f"Conductor at {self.base_url} {cause}",
-            details=[
-                {
-                    "conductor_url": self.base_url,
-                    "exception": f"{type(exc).__name__}: {str(exc)[:500]}",
-                }
-            ],
-        )
-
-    def _failed(
-        self, cause: str, exc: BaseException, *, maybe_started: bool = False
-    ) -> WorkflowNotStarted:
-        return WorkflowNotStarted(
-            self.base_url,
-            cause,
-            exception=f"{type(exc).__name__}: {str(exc)[:500]}",
-            maybe_started=maybe_started,
-        )
+    def _transport_cause(self, exc: requests.RequestException) -> tuple[str, bool]:
+        """Why a call got no answer, and whether Conductor may have acted on it anyway."""
+        failure, reason = transport_failure(exc)
+        if failure == CONNECT_TIMEOUT:
+            return f"unreachable: no connection within {self.timeout:g} s", False
+        if failure == READ_TIMEOUT:
+            return f"did not answer within {self.timeout:g} s", True
+        if failure == UNREACHABLE:
+            return f"unreachable: {reason}", False
+        return f"could not be called: {type(exc).__name__}", False
 
 
-def _connection_reason(exc: requests.ConnectionError) -> str:
-    text = str(exc).lower()
-    if "refused" in text:
-        return "connection refused"
-    if "name or service not known" in text or "nodename nor servname" in text:
-        return "host name not found"
-    if "reset" in text:
-        return "connection reset"
-    return f"connection failed ({type(exc).__name__})"
+def _exception_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:500]}"
 
 
 def _reason(resp: requests.Response) -> str:

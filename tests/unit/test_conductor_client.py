@@ -282,7 +282,11 @@ def test_calls_on_a_closed_port_name_the_url_the_cause_and_the_call():
         ),
         (
             requests.ConnectionError("Name or service not known"),
-            "unreachable: host name not found (terminate a workflow)",
+            "unreachable: its host name could not be resolved (DNS) (terminate a workflow)",
+        ),
+        (
+            requests.exceptions.ChunkedEncodingError("cut"),
+            "unreachable: the connection broke off in the middle of its answer (terminate",
         ),
         (requests.TooManyRedirects("loop"), "could not be called: TooManyRedirects"),
     ],
