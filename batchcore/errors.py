@@ -13,47 +13,38 @@ class DomainError(Exception):
         self.message = message
         self.details = details or []
 
+    def __init_subclass__(cls, code: str | None = None, **kwargs: object):
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
 
-class ValidationFailed(DomainError):
+
+class ValidationFailed(DomainError, code="validation_failed"):
     """Input broke a rule; `details` holds one {field, rule, message} per problem."""
 
-    code = "validation_failed"
 
-
-class NotFound(DomainError):
+class NotFound(DomainError, code="not_found"):
     """The thing asked for does not exist."""
 
-    code = "not_found"
 
-
-class Conflict(DomainError):
+class Conflict(DomainError, code="conflict"):
     """The request contradicts stored state (an idempotency key reused with another body)."""
 
-    code = "conflict"
 
-
-class InvalidTransition(DomainError):
+class InvalidTransition(DomainError, code="invalid_transition"):
     """A status change that the run's lifecycle forbids."""
 
-    code = "invalid_transition"
 
-
-class DatabaseUnavailable(DomainError):
+class DatabaseUnavailable(DomainError, code="database_unavailable"):
     """PostgreSQL cannot be reached."""
 
-    code = "database_unavailable"
 
-
-class ConductorUnavailable(DomainError):
+class ConductorUnavailable(DomainError, code="conductor_unavailable"):
     """The Conductor server cannot be reached or refused the request."""
 
-    code = "conductor_unavailable"
 
-
-class WorkbenchError(DomainError):
+class WorkbenchError(DomainError, code="workbench_error"):
     """A Workbench API call failed; `transient` says whether retrying may help."""
-
-    code = "workbench_error"
 
     def __init__(
         self,
