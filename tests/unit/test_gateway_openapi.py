@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 
+from batchcore.errors import ConductorUnavailable, Conflict, DatabaseUnavailable
 from batchcore.runs.model import HISTORY_FIELDS, PUBLIC_FIELDS
-from gateway import openapi
+from gateway import openapi, services
 from gateway.rendering import render_run
-from tests.unit.test_gateway_http import AUTH, MAX_BODY_BYTES, make_app
+from gateway.services import PipelineNotFound, RunNotFound
+from tests.unit.test_gateway_http import AUTH, MAX_BODY_BYTES, VALID_BODY, make_app
 
 _TYPES = {
     "string": str,
@@ -175,70 +179,181 @@ def test_req_openapi_run_json_has_exactly_the_contract_fields():
     assert list(history) == list(HISTORY_FIELDS)
 
 
+LOCAL = timezone(timedelta(hours=2))
+CREATED = datetime(2026, 11, 25, 19, 0, 0, 123456, tzinfo=LOCAL)
+RUN_ROW = {
+    "id": uuid.uuid4(),
+    "pipeline": "demo-batch",
+    "mode": "BATCH",
+    "status": "FAILED",
+    "input_path_prefix": "s3://b/in/",
+    "output_path_prefix": "s3://b/out/",
+    "parameters": {"a": [1, 2]},
+    "workbench_job_id": None,
+    "conductor_workflow_id": None,
+    "error_message": "Conductor at http://x/api unreachable",
+    "error_details": {"conductor_url": "http://x/api"},
+    "created_at": CREATED,
+    "updated_at": CREATED,
+    "submitted_at": None,
+    "started_at": None,
+    "completed_at": CREATED.astimezone(UTC),
+    "poll_failures": 0,
+    "last_poll_error": None,
+    "last_polled_at": None,
+    "idempotency_key": "not shown",
+    "request_fingerprint": "not shown",
+}
+EVENT = {
+    "status": "PENDING",
+    "previous_status": None,
+    "at": CREATED,
+    "source": "gateway",
+    "message": "Run accepted",
+    "details": {},
+}
+PIPELINE_ROW = {
+    "name": "demo-batch",
+    "mode": "BATCH",
+    "description": "A demo",
+    "enabled": True,
+    "workflow_name": "batch_pipeline_run",
+    "workflow_version": 1,
+    "created_at": CREATED,
+}
+
+
 def test_req_render_run_matches_the_schema_and_uses_utc_offsets():
     doc = openapi.document()
-    local = timezone(timedelta(hours=2))
-    created = datetime(2026, 11, 25, 19, 0, 0, 123456, tzinfo=local)
-    row = {
-        "id": uuid.uuid4(),
-        "pipeline": "demo-batch",
-        "mode": "BATCH",
-        "status": "FAILED",
-        "input_path_prefix": "s3://b/in/",
-        "output_path_prefix": "s3://b/out/",
-        "parameters": {"a": [1, 2]},
-        "workbench_job_id": None,
-        "conductor_workflow_id": None,
-        "error_message": "Conductor at http://x/api unreachable",
-        "error_details": {"conductor_url": "http://x/api"},
-        "created_at": created,
-        "updated_at": created,
-        "submitted_at": None,
-        "started_at": None,
-        "completed_at": created.astimezone(UTC),
-        "poll_failures": 0,
-        "last_poll_error": None,
-        "last_polled_at": None,
-        "idempotency_key": "not shown",
-        "request_fingerprint": "not shown",
-    }
-    event = {
-        "status": "PENDING",
-        "previous_status": None,
-        "at": created,
-        "source": "gateway",
-        "message": "Run accepted",
-        "details": {},
-    }
-    rendered = render_run(row, [event])
+    rendered = render_run(RUN_ROW, [EVENT])
     assert rendered["created_at"] == "2026-11-25T17:00:00.123456+00:00"
-    assert rendered["id"] == str(row["id"])
+    assert rendered["id"] == str(RUN_ROW["id"])
     assert "idempotency_key" not in rendered
     assert not schema_errors(rendered, {"$ref": "#/components/schemas/Run"}, doc)
-    listed = render_run(row)
+    listed = render_run(RUN_ROW)
     assert "history" not in listed
     assert not schema_errors(listed, {"$ref": "#/components/schemas/RunSummary"}, doc)
 
 
-@pytest.mark.parametrize(
-    ("method", "url", "kwargs"),
-    [
-        ("GET", "/api/v1/pipelines", {}),
-        ("POST", "/api/v1/pipeline-runs", {"headers": AUTH, "data": b"{"}),
-        ("POST", "/api/v1/pipeline-runs", {"headers": AUTH, "json": {"mode": 1}}),
-        (
-            "POST",
+# ------------------------------------------------------- every status of every operation
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A request that makes the gateway answer one status, and what a service does meanwhile."""
+
+    url: str
+    kwargs: dict = field(default_factory=lambda: {"headers": AUTH})
+    service: str | None = None  # the gateway.services function replaced
+    outcome: object = None  # what it returns, or the exception it raises
+
+
+RUN_URL = f"/api/v1/pipeline-runs/{RUN_ROW['id']}"
+NO_TOKEN: dict = {}
+BROKEN = RuntimeError("a bug")
+DB_DOWN = DatabaseUnavailable("the database is down")
+SUBMITTED = SimpleNamespace(run=RUN_ROW, history=[EVENT], created=True)
+REPLAYED = SimpleNamespace(run=RUN_ROW, history=[EVENT], created=False)
+
+
+def post(body=VALID_BODY, service=None, outcome=None, url="/api/v1/pipeline-runs") -> Scenario:
+    kwargs = {"headers": AUTH, "data" if isinstance(body, bytes) else "json": body}
+    return Scenario(url, kwargs, service, outcome)
+
+
+# Each documented (path, method) and every status the gateway answers it with: the document
+# must list exactly these, and each scenario must produce exactly its status.
+ANSWERS: dict[tuple[str, str], dict[int, Scenario]] = {
+    ("/api/v1/pipeline-runs", "post"): {
+        202: post(service="submit_run", outcome=SUBMITTED),
+        200: post(service="submit_run", outcome=REPLAYED),
+        400: post(b"{"),
+        401: Scenario("/api/v1/pipeline-runs", {"json": VALID_BODY}),
+        404: post(service="submit_run", outcome=PipelineNotFound("no such pipeline")),
+        409: post(service="submit_run", outcome=Conflict("key used with another body")),
+        413: post(b" " * (MAX_BODY_BYTES + 1)),
+        422: post({"mode": 1}),
+        500: post(service="submit_run", outcome=BROKEN),
+        503: post(service="submit_run", outcome=ConductorUnavailable("Conductor is down")),
+    },
+    ("/api/v1/pipeline-runs", "get"): {
+        200: Scenario(
             "/api/v1/pipeline-runs",
-            {"headers": AUTH, "data": b" " * (MAX_BODY_BYTES + 1)},
+            service="list_runs",
+            outcome=SimpleNamespace(items=[RUN_ROW], next_cursor="next"),
         ),
-        ("GET", "/api/v1/pipeline-runs?limit=x", {"headers": AUTH}),
-        ("GET", "/healthz", {}),
-        ("GET", "/readyz", {}),
-    ],
-)
-def test_req_openapi_error_and_ops_answers_match_their_schemas(method, url, kwargs):
-    app = make_app()
+        401: Scenario("/api/v1/pipeline-runs", NO_TOKEN),
+        422: Scenario("/api/v1/pipeline-runs?limit=x"),
+        500: Scenario("/api/v1/pipeline-runs", service="list_runs", outcome=BROKEN),
+        503: Scenario("/api/v1/pipeline-runs", service="list_runs", outcome=DB_DOWN),
+    },
+    ("/api/v1/pipeline-runs/{run_id}", "get"): {
+        200: Scenario(
+            RUN_URL, service="get_run", outcome=SimpleNamespace(run=RUN_ROW, history=[EVENT])
+        ),
+        401: Scenario(RUN_URL, NO_TOKEN),
+        404: Scenario(RUN_URL, service="get_run", outcome=RunNotFound("no run has this id")),
+        422: Scenario(f"{RUN_URL}?foo=bar"),
+        500: Scenario(RUN_URL, service="get_run", outcome=BROKEN),
+        503: Scenario(RUN_URL, service="get_run", outcome=DB_DOWN),
+    },
+    ("/api/v1/pipelines", "get"): {
+        200: Scenario("/api/v1/pipelines", service="list_pipelines", outcome=[PIPELINE_ROW]),
+        401: Scenario("/api/v1/pipelines", NO_TOKEN),
+        422: Scenario("/api/v1/pipelines?foo=bar"),
+        500: Scenario("/api/v1/pipelines", service="list_pipelines", outcome=BROKEN),
+        503: Scenario("/api/v1/pipelines", service="list_pipelines", outcome=DB_DOWN),
+    },
+    ("/healthz", "get"): {200: Scenario("/healthz", NO_TOKEN)},
+    ("/readyz", "get"): {
+        200: Scenario(
+            "/readyz", NO_TOKEN, "check_readiness", {"database": "ok", "conductor": "ok"}
+        ),
+        503: Scenario(
+            "/readyz", NO_TOKEN, "check_readiness", {"database": "timeout", "conductor": "ok"}
+        ),
+    },
+    ("/metrics", "get"): {200: Scenario("/metrics", NO_TOKEN)},
+    ("/openapi.json", "get"): {200: Scenario("/openapi.json", NO_TOKEN)},
+}
+
+
+def test_req_openapi_documents_exactly_the_statuses_the_gateway_answers():
     doc = openapi.document()
-    response = app.test_client().open(url, method=method, **kwargs)
-    path = url.split("?")[0]
-    assert_documented(doc, path, method, response)
+    documented = {
+        (path, method): sorted(int(status) for status in operation["responses"])
+        for path, operations in doc["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert documented == {operation: sorted(answers) for operation, answers in ANSWERS.items()}
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "status"),
+    [(path, method, status) for (path, method), answers in ANSWERS.items() for status in answers],
+)
+def test_req_openapi_each_documented_status_is_answered_with_its_schema(
+    monkeypatch, path, method, status
+):
+    scenario = ANSWERS[(path, method)][status]
+    if scenario.service is not None:
+        monkeypatch.setattr(services, scenario.service, fake_service(scenario.outcome))
+    response = make_app().test_client().open(scenario.url, method=method, **scenario.kwargs)
+    assert response.status_code == status, response.get_data(as_text=True)
+    doc = openapi.document()
+    documented = doc["paths"][path][method]["responses"][str(status)]
+    documented = resolve(doc, documented["$ref"]) if "$ref" in documented else documented
+    assert response.mimetype in documented["content"]
+    if response.mimetype == "application/json":
+        assert_documented(doc, path, method, response)
+
+
+def fake_service(outcome):
+    """A service function that returns `outcome`, or raises it when it is an exception."""
+
+    def service(*args, **kwargs):
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return service
