@@ -11,9 +11,11 @@ import threading
 
 import pytest
 import requests
+from urllib3.exceptions import MaxRetryError, NameResolutionError
 
 from batchcore.conductor import MAX_RESPONSE_CHARS, ConductorClient, WorkflowNotStarted
-from batchcore.errors import ConductorUnavailable
+from batchcore.errors import ConductorUnavailable, WorkbenchError
+from batchcore.workbench import WorkbenchClient
 
 BASE = "http://conductor.test/api"
 
@@ -333,3 +335,21 @@ def test_each_thread_gets_its_own_session_and_close_closes_them_all(client, requ
     client.close()
     assert len(closed) == 4
     assert client._session() not in sessions  # a fresh session after close
+
+
+def test_a_dns_failure_is_worded_as_the_workbench_client_words_it(client, requests_mock):
+    """One description of failed connections: the wrapped urllib3 error, not the text, decides."""
+    reason = NameResolutionError("conductor.test", None, socket.gaierror(-2, "Name unknown"))
+    failure = requests.ConnectionError(MaxRetryError(None, "/api/workflow", reason))
+    requests_mock.post(f"{BASE}/workflow", exc=failure)
+    requests_mock.get("http://workbench.test/jobs/j1", exc=failure)
+    with pytest.raises(WorkflowNotStarted) as conductor_failed:
+        client.start_workflow("w", 1, "run-1", {})
+    with (
+        WorkbenchClient("http://workbench.test", "token-0123456789abcdef") as workbench,
+        pytest.raises(WorkbenchError) as workbench_failed,
+    ):
+        workbench.get_job("j1")
+    phrase = "unreachable: its host name could not be resolved (DNS)"
+    assert conductor_failed.value.message == f"Conductor at {BASE} {phrase}"
+    assert workbench_failed.value.message == f"Workbench API at http://workbench.test {phrase}"
