@@ -49,12 +49,12 @@ class WorkbenchError(DomainError, code="workbench_error"):
     def __init__(
         self,
         message: str,
+        details: list | None = None,
         *,
         transient: bool,
         kind: str,
         status_code: int | None = None,
         retry_after: float | None = None,
-        details: list | None = None,
     ):
         super().__init__(message, details)
         self.transient = transient
