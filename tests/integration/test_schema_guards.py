@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import psycopg2
 import pytest
 
 from batchcore import store
+from tests.integration.helpers import fetch_run, history
 
 
 def _run(database, **extra) -> dict:
@@ -60,14 +62,148 @@ def test_req_2_5_terminal_status_guard_refuses_an_update_in_sql(database, status
         assert store.get_run(cur, run["id"])["status"] == status
 
 
-def test_req_2_5_transitions_outside_the_lifecycle_are_refused_in_sql(database):
-    run = _run(database)
-    with pytest.raises(psycopg2.errors.CheckViolation, match="cannot move from PENDING to RUNNING"):
+# The lifecycle as the README states it, written out here on purpose rather than read from
+# the code, so that widening the code's rules turns the test red.
+STATUSES = ("PENDING", "SUBMITTED", "RUNNING", "COMPLETED", "FAILED")
+LIFECYCLE = {
+    "PENDING": {"SUBMITTED", "FAILED"},
+    "SUBMITTED": {"RUNNING", "COMPLETED", "FAILED"},
+    "RUNNING": {"COMPLETED", "FAILED"},
+    "COMPLETED": set(),
+    "FAILED": set(),
+}
+# What may still change on a terminal run: the workflow behind it and bookkeeping.
+AFTER_END = {
+    "conductor_workflow_id",
+    "updated_at",
+    "last_polled_at",
+    "next_poll_at",
+    "poll_failures",
+    "last_poll_error",
+    "last_poll_error_kind",
+    "poll_lease_until",
+    "workflow_synced_at",
+    "workflow_checked_at",
+}
+# A value that differs from the current one, by column type (NULLs included).
+CHANGED_VALUE = {
+    "text": "COALESCE({c}, '') || 'x'",
+    "uuid": "gen_random_uuid()",
+    "jsonb": """COALESCE({c}, '{{}}') || '{{"changed": true}}'""",
+    "timestamp with time zone": "COALESCE({c}, now()) + interval '1 day'",
+    "integer": "{c} + 1",
+}
+
+
+def _insert_run(database, status: str) -> uuid.UUID:
+    """A run put straight into `status` by SQL, meeting the table's CHECKs for it."""
+    run_id = uuid.uuid4()
+    _sql(
+        database,
+        "INSERT INTO pipeline_runs (id, pipeline, mode, status, input_path_prefix,"
+        " output_path_prefix, request_fingerprint, workbench_job_id, completed_at, error_message)"
+        " VALUES (%(id)s, 'demo-batch', 'BATCH', %(status)s, %(in)s, 's3://out/x', 'test',"
+        " %(job)s, %(completed)s, %(error)s)",
+        {
+            "id": run_id,
+            "status": status,
+            "in": f"s3://in/{run_id.hex}",
+            "job": None if status == "PENDING" else f"wb-{run_id.hex}",
+            "completed": "2026-01-01T00:00:00Z" if status in ("COMPLETED", "FAILED") else None,
+            "error": "boom" if status == "FAILED" else None,
+        },
+    )
+    return run_id
+
+
+def _move(database, run_id, status: str) -> str:
+    """Try one status change that meets the table's CHECKs: 'allowed' or the refusal."""
+    try:
         _sql(
             database,
-            "UPDATE pipeline_runs SET status = 'RUNNING', workbench_job_id = 'j' WHERE id = %(id)s",
-            {"id": run["id"]},
+            "UPDATE pipeline_runs SET status = %(status)s,"
+            " workbench_job_id = COALESCE(workbench_job_id, 'wb-' || id),"
+            " completed_at = CASE WHEN %(status)s IN ('COMPLETED', 'FAILED')"
+            "                     THEN COALESCE(completed_at, now()) END,"
+            " error_message = CASE WHEN %(status)s = 'FAILED'"
+            "                      THEN COALESCE(error_message, 'boom') END"
+            " WHERE id = %(id)s",
+            {"id": run_id, "status": status},
         )
+    except psycopg2.errors.CheckViolation as exc:
+        return str(exc).splitlines()[0]
+    with database.transaction() as cur:
+        cur.execute("SELECT status FROM pipeline_runs WHERE id = %(id)s", {"id": run_id})
+        assert cur.fetchone()["status"] == status
+    return "allowed"
+
+
+def test_req_2_5_the_tables_statuses_are_the_lifecycles(database):
+    with database.transaction() as cur:
+        cur.execute(
+            "SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint"
+            " WHERE conrelid = 'pipeline_runs'::regclass AND contype = 'c'"
+            " AND pg_get_constraintdef(oid) LIKE '%(status = ANY%'"
+        )
+        (check,) = cur.fetchall()
+    assert tuple(re.findall(r"'(\w+)'::text", check["def"])) == STATUSES
+
+
+def test_req_2_5_every_status_move_is_allowed_or_refused_as_the_lifecycle_says(database):
+    expected, seen = {}, {}
+    for old in STATUSES:
+        for new in STATUSES:
+            if new == old or new in LIFECYCLE[old]:
+                expected[old, new] = "allowed"
+            elif LIFECYCLE[old]:
+                expected[old, new] = f"cannot move from {old} to {new}"
+            else:
+                expected[old, new] = f"is {old} (terminal) and cannot change"
+            outcome = _move(database, _insert_run(database, old), new)
+            seen[old, new] = expected[old, new] if expected[old, new] in outcome else outcome
+    assert seen == expected
+
+
+@pytest.mark.parametrize("status", ["SUBMITTED", "RUNNING"])
+@pytest.mark.parametrize("job", ["'wb-other'", "NULL"])
+def test_req_2_5_an_active_runs_workbench_job_never_changes(database, status, job):
+    run_id = _insert_run(database, status)
+    with pytest.raises(psycopg2.errors.CheckViolation, match="already has Workbench job"):
+        _sql(
+            database,
+            f"UPDATE pipeline_runs SET workbench_job_id = {job} WHERE id = %(id)s",
+            {"id": run_id},
+        )
+    assert fetch_run(database, run_id)["workbench_job_id"] == f"wb-{run_id.hex}"
+
+
+@pytest.mark.parametrize("status", ["COMPLETED", "FAILED"])
+def test_req_2_5_every_column_of_a_terminal_run_is_frozen_but_its_bookkeeping(database, status):
+    run_id = _insert_run(database, status)
+    with database.transaction() as cur:
+        cur.execute(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_name = 'pipeline_runs' ORDER BY ordinal_position"
+        )
+        columns = {row["column_name"]: row["data_type"] for row in cur.fetchall()}
+    assert set(columns) > AFTER_END
+    before = fetch_run(database, run_id)
+    frozen, changeable = [], []
+    for column, data_type in columns.items():
+        value = CHANGED_VALUE[data_type].format(c=column)
+        try:
+            _sql(
+                database,
+                f"UPDATE pipeline_runs SET {column} = {value} WHERE id = %(id)s",
+                {"id": run_id},
+            )
+            changeable.append(column)
+        except psycopg2.errors.CheckViolation as exc:
+            assert f"is {status} (terminal) and cannot change ({column})" in str(exc)
+            frozen.append(column)
+    assert set(changeable) == AFTER_END
+    after = fetch_run(database, run_id)
+    assert {c: after[c] for c in frozen} == {c: before[c] for c in frozen}
 
 
 def test_req_2_5_unknown_status_and_unknown_pipeline_are_refused(database):
@@ -107,6 +243,25 @@ def test_req_2_5_audit_trail_is_append_only(database):
     ):
         with pytest.raises(psycopg2.errors.CheckViolation, match="append-only"):
             _sql(database, statement, {"id": run["id"]})
+
+
+@pytest.mark.parametrize(
+    ("statement", "refused_by"),
+    [
+        ("TRUNCATE pipeline_run_events", "pipeline_run_events"),
+        ("TRUNCATE pipeline_run_events RESTART IDENTITY", "pipeline_run_events"),
+        ("TRUNCATE pipeline_runs CASCADE", "pipeline_runs"),
+        ("TRUNCATE pipeline_runs, pipeline_run_events", "pipeline_runs"),
+    ],
+)
+def test_req_2_5_no_truncate_empties_the_runs_or_their_trail(database, statement, refused_by):
+    run = _run(database)
+    trail = history(database, run["id"])
+    assert trail
+    with pytest.raises(psycopg2.errors.CheckViolation, match=f"^{refused_by} cannot be truncated"):
+        _sql(database, statement, {})
+    assert history(database, run["id"]) == trail
+    assert fetch_run(database, run["id"])["status"] == "PENDING"
 
 
 def test_req_2_5_active_runs_need_a_job_id_and_failed_runs_a_message(database):
