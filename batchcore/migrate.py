@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ).parse_args(argv)
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
     try:
-        migrations = discover()
+        migrations = discover(MIGRATIONS_DIR)
         cfg = settings.load(require=["DATABASE_URL"])
         applied = apply(cfg.database_url, migrations)
     except (settings.SettingsError, MigrationError, psycopg2.OperationalError) as exc:
