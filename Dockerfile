@@ -9,6 +9,20 @@
 #
 # Build: docker build -t batch-pipeline-runs .   (or: docker compose build)
 
+# Stage 1: the project as a wheel. sql/ and workflow_defs/ ship inside it as package data
+# (setup.cfg), so the installed package finds its migrations, named queries and workflow
+# definitions from any directory.
+FROM python:3.11-slim AS wheel
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /src
+COPY . .
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+# Stage 2: the runtime image.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,21 +33,24 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Runtime dependencies first, in their own layer, read from pyproject.toml's
-# [project].dependencies only: the [test] extra (pytest, ruff, ...) never enters the image.
+# Runtime dependencies first, in their own layer, read from setup.cfg's [options]
+# install_requires only: the [test] extra (pytest, ruff, ...) never enters the image.
 # Every pinned dependency ships manylinux wheels (psycopg2-binary included): no compiler needed.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(deps))" \
+# tests/unit/test_packaging.py runs this extraction against setup.cfg.
+COPY setup.cfg ./
+RUN python -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); print(c['options']['install_requires'].strip())" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+    && rm /tmp/requirements.txt setup.cfg
 
-# The project itself. Editable on purpose: batchcore.migrate finds sql/migrations and
-# scripts/register_workflows.py finds workflow_defs/ next to the packages, so the imported
-# packages must be the ones under /app, whatever the working directory.
-COPY . .
-RUN pip install --no-deps --editable . \
-    && python -m compileall -q batchcore gateway conductor_workers workbench_sim scripts
+# The project itself, installed from its wheel like any deployment would (not editable).
+# Only the two files compose.yaml names by path stay under /app; everything else is imported
+# from site-packages.
+COPY --from=wheel /wheels /tmp/wheels
+RUN pip install --no-deps /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels
+COPY gateway/gunicorn.conf.py gateway/
+COPY scripts/register_workflows.py scripts/
 
 # Unprivileged runtime user; the code stays root-owned and read-only to it. /data is the
 # one writable place (the simulator's job log and its file:// outputs); a named volume

@@ -367,12 +367,35 @@ def test_dockerfile(services: dict) -> None:
     assert users and users[-1].split(":")[0] not in ("root", "0"), "the image must not run as root"
     commands = "\n".join(instructions)
     assert "[test]" not in commands and "pytest" not in commands, "no dev deps in the image"
-    assert "pyproject.toml" in text
+    assert "COPY setup.cfg ./" in instructions, "runtime dependencies come from setup.cfg"
     cmd = next(line for line in reversed(instructions) if line.upper().startswith("CMD "))
     argv = yaml.safe_load(cmd[4:])  # the exec form is a JSON array
     assert argv == _command(services["gateway"]), "the default command is the gateway's"
     for path in _files_run_by(argv):
         assert path.is_file(), f"the Dockerfile's CMD needs {path.relative_to(ROOT)}"
+
+
+def test_files_the_commands_name_by_path_are_in_the_image(services: dict) -> None:
+    """The image holds the installed package, and beside it only the files named by path."""
+    instructions = [
+        " ".join(line.split()) for line in DOCKERFILE.read_text().splitlines() if line.strip()
+    ]
+    runtime = instructions[max(i for i, s in enumerate(instructions) if s.startswith("FROM ")) :]
+    copied = {
+        args[0]: args[1]
+        for args in (line.split()[1:] for line in runtime if line.startswith("COPY "))
+        if not args[0].startswith("--")
+    }
+    named = set()
+    for name in (*OWN_SERVICES, SIMULATOR):
+        for argv in _argv_lists(_command(services[name])):
+            if argv[0].startswith("python") and argv[1] not in ("-m", "-c"):
+                named.add(argv[1])
+            if argv[0] == "gunicorn" and "-c" in argv:
+                named.add(argv[argv.index("-c") + 1])
+    assert named == {"scripts/register_workflows.py", "gateway/gunicorn.conf.py"}
+    for path in named:
+        assert copied.get(path) == f"{Path(path).parent}/", f"the image lacks {path}"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,118 @@
+"""setup.cfg ships every package and its data; the Dockerfile installs what setup.cfg says.
+
+No Docker engine runs here: the Dockerfile's own dependency extraction is run against
+setup.cfg instead. tests/integration/test_wheel.py installs a built wheel for real.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+from setuptools import find_packages
+from setuptools.config.setupcfg import read_configuration
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+# Top-level packages of the service (chaos/ is a namespace package: no __init__.py).
+ROOTS = ("batchcore", "conductor_workers", "gateway", "workbench_sim", "stack")
+DATA_PACKAGES = {"batchcore._sql": "sql", "batchcore._workflow_defs": "workflow_defs"}
+
+
+@pytest.fixture(scope="module")
+def options() -> dict:
+    """setup.cfg's [options], read the way setuptools reads them for a build."""
+    return read_configuration(str(ROOT / "setup.cfg"))["options"]
+
+
+def _instructions(text: str) -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    joined = text.replace("\\\n", " ")
+    return [
+        " ".join(line.split())
+        for line in joined.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def _runtime_stage(instructions: list[str]) -> list[str]:
+    last_from = max(i for i, line in enumerate(instructions) if line.upper().startswith("FROM "))
+    return instructions[last_from:]
+
+
+def test_pyproject_keeps_only_the_build_system_and_the_tools_settings():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "project" not in data, "metadata and dependencies live in setup.cfg, the one place"
+    assert set(data) == {"build-system", "tool"}
+    assert data["build-system"]["build-backend"] == "setuptools.build_meta"
+
+
+def test_every_package_of_the_service_is_listed(options):
+    found = set(find_packages(str(ROOT), include=[p for r in ROOTS for p in (r, f"{r}.*")]))
+    assert set(ROOTS) <= found  # the scan itself works
+    expected = found | {"chaos"} | set(DATA_PACKAGES)
+    missing, extra = expected - set(options["packages"]), set(options["packages"]) - expected
+    assert not missing, f"add to setup.cfg [options] packages, or the wheel lacks: {missing}"
+    assert not extra, f"setup.cfg [options] packages names what does not exist: {extra}"
+
+
+def test_sql_and_workflow_definitions_ship_as_package_data(options):
+    assert options["package_dir"] == DATA_PACKAGES
+    for package, folder in DATA_PACKAGES.items():
+        files = {
+            p.relative_to(ROOT / folder).as_posix()
+            for p in (ROOT / folder).rglob("*")
+            if p.is_file() and p.suffix in (".sql", ".json")
+        }
+        globs = options["package_data"][package]
+        shipped = {f for f in files if any(fnmatch(f, glob) for glob in globs)}
+        assert files, f"nothing found under {folder}/"
+        assert shipped == files, f"{folder}/ files left out of the package: {files - shipped}"
+
+
+def test_the_editable_install_reads_the_top_level_folders():
+    """Editing sql/ or workflow_defs/ in a checkout takes effect without reinstalling."""
+    from batchcore import migrate, queries, registration
+
+    assert Path(str(migrate.MIGRATIONS_DIR)) == ROOT / "sql" / "migrations"
+    assert Path(str(queries.QUERIES_DIR)) == ROOT / "sql" / "queries"
+    assert Path(str(registration.DEFINITIONS_DIR)) == ROOT / "workflow_defs"
+
+
+def test_the_image_installs_the_runtime_dependencies_of_setup_cfg(options, tmp_path):
+    runtime = _runtime_stage(_instructions(DOCKERFILE.read_text()))
+    copy_at = runtime.index("COPY setup.cfg ./")
+    run = next(line for line in runtime[copy_at:] if line.startswith("RUN python -c"))
+    argv = shlex.split(run.removeprefix("RUN "))
+    code = argv[argv.index("-c") + 1]
+    assert argv[argv.index("-c") + 2 : argv.index("-c") + 4] == [">", "/tmp/requirements.txt"]
+    assert "pip install -r /tmp/requirements.txt" in run
+    # Run the Dockerfile's own extraction where the image would: beside a copy of setup.cfg.
+    shutil.copy(ROOT / "setup.cfg", tmp_path / "setup.cfg")
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == options["install_requires"]
+    assert not any("pytest" in req for req in result.stdout.split()), "no test deps in the image"
+
+
+def test_the_image_installs_the_project_from_its_wheel_not_editable():
+    instructions = _instructions(DOCKERFILE.read_text())
+    commands = "\n".join(line for line in instructions if line.startswith("RUN "))
+    assert "--editable" not in commands and not any(
+        " -e " in f" {line} " for line in commands.splitlines()
+    )
+    assert "pip wheel --no-deps --wheel-dir /wheels ." in commands
+    runtime = _runtime_stage(instructions)
+    assert "COPY --from=wheel /wheels /tmp/wheels" in runtime
+    assert any("pip install --no-deps /tmp/wheels/*.whl" in line for line in runtime)
+    # The runtime stage has no copy of the source tree: the installed package is what runs.
+    copies = [line.split()[1:] for line in runtime if line.startswith("COPY ")]
+    assert all(args[0] != "." for args in copies), copies
