@@ -614,6 +614,13 @@ def test_every_bad_list_filter_is_listed() -> None:
     assert error.message == "The query has 4 invalid parameters: limit, page, pipeline, status."
 
 
+def test_many_unknown_query_parameters_are_capped() -> None:
+    error = list_failure({f"junk{i}": "1" for i in range(1000)})
+    assert len(error.details) == 51
+    assert error.details[-1]["field"] == "query"
+    assert "950 more unknown query parameters" in error.details[-1]["message"]
+
+
 def test_list_limit_bounds_are_configurable() -> None:
     assert parse_list_filters({}, default_limit=10).limit == 10
     with pytest.raises(ValidationFailed):
