@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg2
 import pytest
 import requests
 
-from stack import supervisor
+from stack import config, supervisor
 from tests.integration.helpers import await_true
 
 TERMINAL = ("COMPLETED", "FAILED")
@@ -110,18 +113,59 @@ def conductor_api(conductor_url):
     return get
 
 
-def restart_process(name: str, ready_url: str | None = None, timeout: float = 180) -> None:
-    """Start a stopped stack process again and wait until it answers."""
-    supervisor.ctl("start", name, check=False, quiet=True)
-    if ready_url:
+def http_ready(url: str) -> Callable[[], bool]:
+    """A readiness check: `url` answers 200."""
 
-        def ready():
-            try:
-                return requests.get(ready_url, timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
+    def ready() -> bool:
+        try:
+            return requests.get(url, timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
 
-        await_true(ready, timeout, f"{name} to be ready again", every=0.5)
+    return ready
+
+
+def bring_back(name: str, ready: Callable[[], bool], timeout: float = 240) -> None:
+    """Start a stack process again until `ready()`: a start that fails (its port not yet
+    free, a crash on the way up) is tried again, so one bad start does not leave the process
+    down for every test after this one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if supervisor.state(name) in ("STOPPED", "EXITED", "FATAL", "UNKNOWN"):
+            supervisor.ctl("start", name, check=False, quiet=True)
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            log = config.LOG_DIR / f"{name}.log"
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+            raise AssertionError(
+                f"{name} is not ready {timeout}s after it was started again "
+                f"(state {supervisor.state(name)}); the end of its log:\n{tail}"
+            )
+        time.sleep(1)
+
+
+@contextmanager
+def stopped(name: str, ready: Callable[[], bool], timeout: float = 240) -> Iterator[None]:
+    """The stack process `name` stopped for the block, then started again until `ready()`."""
+    supervisor.ctl("stop", name, check=False, quiet=True)
+    try:
+        yield
+    finally:
+        bring_back(name, ready, timeout)
+
+
+def database_ready(url: str) -> Callable[[], bool]:
+    """A readiness check: PostgreSQL accepts a connection to `url`."""
+
+    def ready() -> bool:
+        try:
+            psycopg2.connect(url, connect_timeout=3).close()
+        except psycopg2.OperationalError:
+            return False
+        return True
+
+    return ready
 
 
 @pytest.fixture(scope="module")

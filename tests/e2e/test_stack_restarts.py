@@ -1,6 +1,7 @@
-"""Faults through the whole stack: PostgreSQL and Conductor stopped and started again.
+"""Faults through the whole stack: PostgreSQL, Conductor and the poller stopped and started.
 
-Named to run last in the e2e tier: it stops shared processes (and starts them again).
+Each test starts again what it stopped and waits until it answers (trying the start again if
+it fails), so these tests may run in any order among the others.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 import requests
 
 from stack import supervisor
-from tests.e2e.conftest import TERMINAL, restart_process, run_body
+from tests.e2e.conftest import TERMINAL, database_ready, http_ready, run_body, stopped
 from tests.integration.helpers import await_true
 
 
@@ -31,15 +32,12 @@ def test_req_7_2_postgres_restarted_mid_way_recovers_without_restarting_services
         ]
         for _ in range(5)
     ]
-    supervisor.ctl("stop", "postgres", check=False, quiet=True)
-    try:
+    with stopped("postgres", database_ready(stack_env["PG_ADMIN_URL"])):
         poller_health = _get(f"{stack_env['POLLER_URL']}/healthz")
         poller_ready = _get(f"{stack_env['POLLER_URL']}/readyz")
         gateway_ready = _get(f"{stack_env['GATEWAY_URL']}/readyz")
         during = api.post_run(run_body())
         listing = api.session.get(f"{api.base}/api/v1/pipeline-runs", timeout=15)
-    finally:
-        restart_process("postgres")
     assert poller_health.status_code == 200, poller_health.text
     assert poller_ready.status_code == 503
     assert poller_ready.json()["checks"]["database"] != "ok"
@@ -54,22 +52,16 @@ def test_req_7_2_postgres_restarted_mid_way_recovers_without_restarting_services
     after = api.post_run(run_body(), wait=15)
     assert after.status_code == 202, after.text
     api.await_status(after.json()["id"], "COMPLETED", timeout=60)
-    assert _get(f"{stack_env['POLLER_URL']}/readyz").status_code == 200
+    await_true(http_ready(f"{stack_env['POLLER_URL']}/readyz"), 60, "the poller to be ready again")
     now = {name: supervisor.ctl("pid", name, check=False).stdout.strip() for name in before}
     assert now == before, "no service may be restarted to recover"
 
 
 def test_req_7_4_conductor_stopped_gives_503_and_a_failed_row_then_recovers(api, stack_env):
-    supervisor.ctl("stop", "conductor", check=False, quiet=True)
-    try:
+    conductor_health = stack_env["CONDUCTOR_SERVER_URL"].removesuffix("/api") + "/health"
+    with stopped("conductor", http_ready(conductor_health), timeout=300):
         resp = api.post_run(run_body())
         ready = _get(f"{stack_env['GATEWAY_URL']}/readyz")
-    finally:
-        restart_process(
-            "conductor",
-            stack_env["CONDUCTOR_SERVER_URL"].removesuffix("/api") + "/health",
-            timeout=240,
-        )
     assert resp.status_code == 503, resp.text
     error = resp.json()["error"]
     run_id = next(d["run_id"] for d in error["details"] if "run_id" in d)
@@ -80,14 +72,10 @@ def test_req_7_4_conductor_stopped_gives_503_and_a_failed_row_then_recovers(api,
     assert "Conductor at" in run["error_message"]
     assert run["error_details"]["conductor_url"] == stack_env["CONDUCTOR_SERVER_URL"]
     assert run["history"][-1]["source"] == "gateway"
-    await_true(
-        lambda: _get(f"{stack_env['GATEWAY_URL']}/readyz").status_code == 200,
-        60,
-        "the gateway to be ready again",
-    )
-    again = api.post_run(run_body(), wait=20)
+    await_true(http_ready(f"{stack_env['GATEWAY_URL']}/readyz"), 120, "the gateway to be ready")
+    again = api.post_run(run_body())
     assert again.status_code == 202, again.text
-    assert api.await_status(again.json()["id"], "COMPLETED", timeout=90)
+    assert api.await_status(again.json()["id"], "COMPLETED", timeout=180)
 
 
 def test_req_7_3_poller_stops_cleanly_on_sigterm_and_loses_no_update(api, stack_env):
@@ -99,14 +87,11 @@ def test_req_7_3_poller_stops_cleanly_on_sigterm_and_loses_no_update(api, stack_
     ]
     log = Path(stack_env["STACK_DIR"]) / "logs" / "poller.log"
     offset = log.stat().st_size
-    supervisor.ctl("stop", "poller", check=False, quiet=True)
-    try:
+    with stopped("poller", http_ready(f"{stack_env['POLLER_URL']}/readyz")):
         stopped_log = log.read_text(errors="replace")[offset:]
         assert supervisor.state("poller") == "STOPPED"
         assert "poller workers stopped" in stopped_log
         assert "Traceback" not in stopped_log
-    finally:
-        restart_process("poller", f"{stack_env['POLLER_URL']}/readyz")
     for run_id in ids:
         run = api.await_status(run_id, TERMINAL, timeout=90)
         assert run["status"] == "COMPLETED"
