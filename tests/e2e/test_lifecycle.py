@@ -13,13 +13,23 @@ POLLER = "batch_status_poller"
 POLLER_CORRELATION = "batch-status-poller"
 
 
-def _poller_loop(conductor_api) -> dict:
-    running = conductor_api(
+def _running_loops(conductor_api) -> list[dict]:
+    return conductor_api(
         f"/workflow/{POLLER}/correlated/{POLLER_CORRELATION}",
         includeClosed="false",
         includeTasks="false",
     )
-    assert len(running) == 1, f"expected one running poller loop, found {len(running)}"
+
+
+def _poller_loop(conductor_api) -> dict:
+    """The one running poller loop, once there is exactly one (another test may just have
+    restarted the worker service or Conductor, or ended a loop)."""
+
+    def exactly_one():
+        loops = _running_loops(conductor_api)
+        return loops if len(loops) == 1 else None
+
+    running = await_true(exactly_one, 60, "exactly one running poller loop", every=0.5)
     return conductor_api(f"/workflow/{running[0]['workflowId']}")
 
 
@@ -86,11 +96,7 @@ def test_req_6_a_terminated_poller_loop_is_started_again(conductor_url, conducto
     ).raise_for_status()
 
     def new_loop():
-        running = conductor_api(
-            f"/workflow/{POLLER}/correlated/{POLLER_CORRELATION}",
-            includeClosed="false",
-            includeTasks="false",
-        )
+        running = _running_loops(conductor_api)
         return running if running and running[0]["workflowId"] != first["workflowId"] else None
 
     running = await_true(new_loop, 60, "the worker service to start a new poller loop", every=1)
