@@ -54,10 +54,11 @@ BARE_EVENTS = (
 
 
 def _prepare_sweep():
-    from conductor_workers import poll_tasks, polling, resources
+    from conductor_workers import polling, resources
+    from conductor_workers.tasks import poll as poll_tasks
 
-    db = resources.database()
-    db.ping()
+    resources.database().ping()
+    store = resources.store()
     workbench, conductor = resources.workbench(), resources.conductor()
     # The worker's own settings, but time to sweep every due run once even on a slow,
     # shared machine: the service's budget would stop a sweep early and leave the rest to
@@ -66,7 +67,7 @@ def _prepare_sweep():
     pool = poll_tasks._pool()
 
     def run() -> dict:
-        summary = polling.sweep(db, workbench, conductor, cfg, pool)
+        summary = polling.sweep(store, workbench, conductor, cfg, pool)
         return {"checked": summary["checked"], "changed": summary["changed"]}
 
     return run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .service import ROLES, run
+from .runner import ROLES, run
 
 
 def main(argv: list[str] | None = None) -> int:

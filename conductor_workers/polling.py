@@ -5,90 +5,67 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from psycopg2.extras import Json
-
-from batchcore import statuses
+from batchcore import settings
 from batchcore.backoff import backoff_delay
 from batchcore.conductor import ConductorClient
-from batchcore.db import Database
 from batchcore.errors import ConductorUnavailable, WorkbenchError
-from batchcore.queries import Q
+from batchcore.runs import lifecycle, workflow
+from batchcore.runs.model import PollOutcome, Run
+from batchcore.runs.store import RunStore
 from batchcore.workbench import JobStatus, WorkbenchClient
 
 from . import metrics
 
 log = logging.getLogger(__name__)
 
-WAIT_TASK_REF = "await_completion"
 # A Retry-After longer than this is honoured by scheduling the next poll, not by sleeping.
 MAX_INLINE_WAIT_SECONDS = 5.0
 MAX_FAILURE_BACKOFF_SECONDS = 300
-ORDER = {
-    statuses.PENDING: 0,
-    statuses.SUBMITTED: 1,
-    statuses.RUNNING: 2,
-    statuses.COMPLETED: 3,
-    statuses.FAILED: 3,
-}
-MESSAGES = {
-    "RUNNING": "Workbench job is running",
-    "SUCCEEDED": "Workbench job succeeded",
-    "FAILED": "Workbench job failed",
-    "CANCELLED": "Workbench job was cancelled",
-}
 
 
 @dataclass(frozen=True)
 class SweepConfig:
     """The knobs of one sweep."""
 
-    batch_size: int = 200
-    concurrency: int = 16
-    max_retries: int = 3
-    lease_seconds: int = 60
-    interval_seconds: int = 5
+    batch_size: int = settings.default("POLL_BATCH_SIZE")
+    concurrency: int = settings.default("POLL_CONCURRENCY")
+    max_retries: int = settings.default("POLL_MAX_RETRIES")
+    lease_seconds: int = settings.default("POLL_LEASE_SECONDS")
+    interval_seconds: int = settings.default("POLL_INTERVAL_SECONDS")
     retry_base_seconds: float = 0.2
     retry_cap_seconds: float = 5.0
     # Below poll_status's responseTimeoutSeconds (60): a sweep must answer before Conductor
     # gives its task up, and a killed poller then holds the loop for at most that long.
     time_budget_seconds: float = 40.0
 
-
-@dataclass
-class Outcome:
-    """What one status call taught us about one run."""
-
-    run_id: str
-    expected: str
-    new_status: str | None = None
-    message: str | None = None
-    details: dict = field(default_factory=dict)
-    error_message: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    poll_error: str | None = None
-    error_kind: str | None = None
-    retry_at: datetime | None = None
+    @classmethod
+    def from_settings(cls, cfg: settings.Settings) -> SweepConfig:
+        """The knobs the environment sets; the others keep their defaults."""
+        return cls(
+            batch_size=cfg.poll_batch_size,
+            concurrency=cfg.poll_concurrency,
+            max_retries=cfg.poll_max_retries,
+            lease_seconds=cfg.poll_lease_seconds,
+            interval_seconds=cfg.poll_interval_seconds,
+        )
 
 
 def decide(current: str, job: JobStatus) -> str | None:
     """The run status to move to, or None: same status, backwards, or out of a terminal one."""
-    target = job.run_status
-    if target == current:
-        return None
-    if statuses.is_terminal(current) or ORDER[target] < ORDER[current]:
+    target = lifecycle.forward(current, job.run_status)
+    if target is None and job.run_status != current:
         log.warning(
             "ignoring Workbench status %s for run in %s (job %s): it would move back",
             job.workbench_status,
             current,
             job.job_id,
         )
-        return None
-    return target if statuses.can_transition(current, target) else None
+    return target
 
 
 def fetch_status(
@@ -112,27 +89,31 @@ def fetch_status(
             attempt += 1
 
 
-def poll_one(client: WorkbenchClient, run: dict, cfg: SweepConfig, rng: random.Random) -> Outcome:
+def poll_one(
+    client: WorkbenchClient,
+    run: Run,
+    cfg: SweepConfig,
+    rng: random.Random,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> PollOutcome:
     """Ask about one claimed run; never raises for a Workbench problem."""
-    run_id, current = str(run["id"]), run["status"]
-    outcome = Outcome(run_id=run_id, expected=current)
+    outcome = PollOutcome(run_id=str(run.id), expected=run.status)
     try:
-        job = fetch_status(client, run["workbench_job_id"], cfg, rng)
+        job = fetch_status(client, run.workbench_job_id, cfg, rng)
     except WorkbenchError as exc:
-        failures = run["poll_failures"] + 1
-        backoff = min(MAX_FAILURE_BACKOFF_SECONDS, cfg.interval_seconds * 2 ** min(failures, 10))
-        wait = max(backoff * rng.uniform(0.5, 1.0), exc.retry_after or 0)
+        failures = run.poll_failures + 1
+        wait = failure_backoff(failures, cfg.interval_seconds, exc.retry_after, rng)
         log.error(
             "poll failed run=%s job=%s kind=%s attempts=%d: %s",
-            run_id,
-            run["workbench_job_id"],
+            run.id,
+            run.workbench_job_id,
             exc.kind,
             cfg.max_retries + 1,
             exc.message,
         )
         outcome.poll_error = exc.message
         outcome.error_kind = exc.kind
-        outcome.retry_at = datetime.now(UTC) + timedelta(seconds=wait)
+        outcome.retry_at = now() + timedelta(seconds=wait)
         outcome.details = {
             "kind": exc.kind,
             "status_code": exc.status_code,
@@ -140,11 +121,9 @@ def poll_one(client: WorkbenchClient, run: dict, cfg: SweepConfig, rng: random.R
             "next_poll_in_seconds": round(wait),
         }
         return outcome
-    outcome.new_status = decide(current, job)
+    outcome.new_status = decide(run.status, job)
     if outcome.new_status:
-        outcome.message = MESSAGES.get(
-            job.workbench_status, f"Workbench job {job.workbench_status}"
-        )
+        outcome.message = lifecycle.message_for(job.workbench_status, job.error_message)
         outcome.error_message = job.error_message
         outcome.started_at, outcome.finished_at = job.started_at, job.finished_at
         outcome.details = {
@@ -158,80 +137,61 @@ def poll_one(client: WorkbenchClient, run: dict, cfg: SweepConfig, rng: random.R
             }.items()
             if v is not None
         }
-        if job.error_message and outcome.new_status == statuses.FAILED:
-            outcome.message = f"{outcome.message}: {job.error_message}"
     return outcome
 
 
-def apply(db: Database, outcomes: list[Outcome], interval_seconds: int) -> list[dict]:
-    """Record a batch's outcomes in one statement; return the runs that moved."""
-    cols = {
-        "ids": [o.run_id for o in outcomes],
-        "expected": [o.expected for o in outcomes],
-        "new_status": [o.new_status for o in outcomes],
-        "error_message": [o.error_message for o in outcomes],
-        "started_at": [o.started_at for o in outcomes],
-        "finished_at": [o.finished_at for o in outcomes],
-        "poll_error": [o.poll_error for o in outcomes],
-        "error_kind": [o.error_kind for o in outcomes],
-        "retry_at": [o.retry_at for o in outcomes],
-        "message": [o.message for o in outcomes],
-        "details": [Json(o.details) for o in outcomes],
-    }
-    # One statement, atomic by itself: autocommit spares the BEGIN and COMMIT round trips.
-    with db.autocommit() as cur:
-        cur.execute(Q["apply_poll_results"], {**cols, "interval_seconds": interval_seconds})
-        return cur.fetchall()
+def failure_backoff(
+    failures: int, interval_seconds: int, retry_after: float | None, rng: random.Random
+) -> float:
+    """Seconds until a run whose status calls failed `failures` sweeps in a row is asked
+    again: the interval doubled per failure, jittered, capped, never before Retry-After."""
+    backoff = min(MAX_FAILURE_BACKOFF_SECONDS, interval_seconds * 2 ** min(failures, 10))
+    return max(backoff * rng.uniform(0.5, 1.0), retry_after or 0)
 
 
 def sync_workflows(
-    db: Database, conductor: ConductorClient, pool: ThreadPoolExecutor, limit: int
+    store: RunStore, conductor: ConductorClient, pool: ThreadPoolExecutor, limit: int
 ) -> int:
     """Complete the WAIT task of ended runs whose workflow still waits; return how many."""
-    with db.autocommit() as cur:
-        cur.execute(Q["unsynced_terminal_runs"], {"limit": limit})
-        runs = cur.fetchall()
+    runs = store.unsynced_terminal_runs(limit)
     if not runs:
         return 0
     done = [
-        r["id"]
+        r.id
         for r, ok in zip(runs, pool.map(lambda r: finish_workflow(conductor, r), runs), strict=True)
         if ok
     ]
     if done:
-        with db.autocommit() as cur:
-            cur.execute(Q["mark_workflows_synced"], {"ids": done})
+        store.mark_workflows_synced(done)
     return len(done)
 
 
-def finish_workflow(conductor: ConductorClient, run: dict) -> bool:
+def finish_workflow(conductor: ConductorClient, run: Run) -> bool:
     """Complete the run's WAIT task with its outcome; True once nothing is left to do."""
-    wf_id = run["conductor_workflow_id"]
+    wf_id = run.conductor_workflow_id
     output = {
-        "status": run["status"],
-        "workbench_job_id": run["workbench_job_id"],
-        "error_message": run["error_message"],
+        "status": run.status,
+        "workbench_job_id": run.workbench_job_id,
+        "error_message": run.error_message,
     }
     try:
-        conductor.complete_task(wf_id, WAIT_TASK_REF, "COMPLETED", output)
+        conductor.complete_task(wf_id, workflow.WAIT_TASK_REF, "COMPLETED", output)
         return True
     except ConductorUnavailable as first:
         try:
-            workflow = conductor.get_workflow(wf_id, include_tasks=False)
+            found = conductor.get_workflow(wf_id, include_tasks=False)
         except ConductorUnavailable:
-            log.warning(
-                "could not finish workflow %s of run %s: %s", wf_id, run["id"], first.message
-            )
+            log.warning("could not finish workflow %s of run %s: %s", wf_id, run.id, first.message)
             return False
-        if workflow.get("status") not in ("RUNNING", "PAUSED"):
-            log.info("workflow %s of run %s is already %s", wf_id, run["id"], workflow["status"])
+        if found.get("status") not in workflow.LIVE:
+            log.info("workflow %s of run %s is already %s", wf_id, run.id, found["status"])
             return True
         # Still running: its WAIT task may not be scheduled yet; a later sweep tries again.
         return False
 
 
 def sweep(
-    db: Database,
+    store: RunStore,
     client: WorkbenchClient,
     conductor: ConductorClient,
     cfg: SweepConfig,
@@ -243,18 +203,12 @@ def sweep(
     started = time.monotonic()
     checked = changed = failed = batches = 0
     while time.monotonic() - started < cfg.time_budget_seconds:
-        # The claim is one statement (its lease is taken and committed at once): autocommit.
-        with db.autocommit() as cur:
-            cur.execute(
-                Q["claim_due_runs"],
-                {"batch_size": cfg.batch_size, "lease_seconds": cfg.lease_seconds},
-            )
-            claimed = cur.fetchall()
+        claimed = store.claim_due_runs(cfg.batch_size, cfg.lease_seconds)
         if not claimed:
             break
         batches += 1
         outcomes = list(pool.map(lambda run: poll_one(client, run, cfg, rng), claimed))
-        moved = apply(db, outcomes, cfg.interval_seconds)
+        moved = store.apply_poll_results(outcomes, cfg.interval_seconds)
         checked += len(claimed)
         changed += len(moved)
         failed += sum(1 for o in outcomes if o.poll_error)
@@ -262,7 +216,7 @@ def sweep(
             metrics.TRANSITIONS.labels(status=row["status"]).inc()
         if len(claimed) < cfg.batch_size:
             break
-    synced = sync_workflows(db, conductor, pool, limit=max(cfg.batch_size, 100))
+    synced = sync_workflows(store, conductor, pool, limit=max(cfg.batch_size, 100))
     duration = time.monotonic() - started
     metrics.SWEEPS.inc()
     metrics.SWEEP_SECONDS.observe(duration)

@@ -6,77 +6,71 @@ import collections
 import logging
 from dataclasses import dataclass
 
-from psycopg2.extras import Json
-
-from batchcore import statuses, store
+from batchcore import settings
 from batchcore.conductor import ConductorClient, is_not_found
-from batchcore.db import Database
 from batchcore.errors import ConductorUnavailable, DomainError
-from batchcore.queries import Q
+from batchcore.runs import lifecycle, workflow
+from batchcore.runs.model import Run, Transition
+from batchcore.runs.store import Repair, RunStore
 
 log = logging.getLogger(__name__)
-
-LIVE = ("RUNNING", "PAUSED")
 
 
 @dataclass(frozen=True)
 class ReconcileConfig:
     """Thresholds of one reconcile pass."""
 
-    pending_after_seconds: int = 120
+    pending_after_seconds: int = settings.default("RECONCILE_PENDING_SECONDS")
     check_workflows_every_seconds: int = 300
     batch: int = 50
     max_restarts: int = 3
     max_not_found_failures: int = 10
 
+    @classmethod
+    def from_settings(cls, cfg: settings.Settings) -> ReconcileConfig:
+        """The thresholds the environment sets; the others keep their defaults."""
+        return cls(pending_after_seconds=cfg.reconcile_pending_seconds)
 
-def reconcile(db: Database, conductor: ConductorClient, cfg: ReconcileConfig) -> dict:
+
+def reconcile(store: RunStore, conductor: ConductorClient, cfg: ReconcileConfig) -> dict:
     """One pass over stuck PENDING runs, active runs' workflows, and jobs the Workbench lost."""
     done: collections.Counter = collections.Counter()
-    with db.transaction() as cur:
-        cur.execute(
-            Q["stuck_pending_runs"], {"older_than": cfg.pending_after_seconds, "limit": cfg.batch}
-        )
-        pending = cur.fetchall()
-        cur.execute(
-            Q["active_runs_to_check"],
-            {"every": cfg.check_workflows_every_seconds, "limit": cfg.batch},
-        )
-        active = cur.fetchall()
-        cur.execute(
-            Q["runs_lost_on_workbench"],
-            {"min_failures": cfg.max_not_found_failures, "limit": cfg.batch},
-        )
-        lost = cur.fetchall()
-    for repair, runs in ((repair_pending, pending), (check_active, active), (fail_lost, lost)):
+    found = store.reconcile_candidates(
+        cfg.pending_after_seconds,
+        cfg.check_workflows_every_seconds,
+        cfg.max_not_found_failures,
+        cfg.batch,
+    )
+    for repair, runs in (
+        (repair_pending, found.pending),
+        (check_active, found.active),
+        (fail_lost, found.lost),
+    ):
         for run in runs:
             try:
-                done[repair(db, conductor, run, cfg)] += 1
+                done[repair(store, conductor, run, cfg)] += 1
             except DomainError as exc:
-                log.warning("reconcile of run %s postponed: %s", run["id"], exc.message)
+                log.warning("reconcile of run %s postponed: %s", run.id, exc.message)
                 done["postponed"] += 1
     return dict(done)
 
 
 def repair_pending(
-    db: Database, conductor: ConductorClient, run: dict, cfg: ReconcileConfig
+    store: RunStore, conductor: ConductorClient, run: Run, cfg: ReconcileConfig
 ) -> str:
     """Attach, recover, restart or fail one run stuck in PENDING."""
-    workflows = conductor.correlated(run["workflow_name"], str(run["id"]), include_closed=True)
+    workflows = conductor.correlated(run.workflow_name, str(run.id), include_closed=True)
     latest = max(workflows, key=lambda w: w.get("startTime") or 0, default=None)
     ended = None
-    if latest and latest["status"] not in LIVE:
+    if latest and latest["status"] not in workflow.LIVE:
         ended = conductor.get_workflow(latest["workflowId"])
-    with db.transaction() as cur:
-        cur.execute(Q["lock_run_if_status"], {"id": run["id"], "status": statuses.PENDING})
-        row = cur.fetchone()
-        if row is None:
+    with store.locked_for_repair(run.id, lifecycle.PENDING) as locked:
+        if locked is None:
             return "moved_on"
-        if latest and latest["status"] in LIVE:
-            if row["conductor_workflow_id"] != latest["workflowId"]:
+        if latest and latest["status"] in workflow.LIVE:
+            if locked.run.conductor_workflow_id != latest["workflowId"]:
                 _replace_workflow(
-                    cur,
-                    row,
+                    locked,
                     latest["workflowId"],
                     "attached",
                     "Found the run's running workflow in Conductor",
@@ -84,14 +78,12 @@ def repair_pending(
                 return "attached"
             return "still_running"
         if ended:
-            job_id = _submitted_job_id(ended)
+            job_id = submitted_job_id(ended)
             reason = ended.get("reasonForIncompletion") or ended["status"]
             if job_id:
-                store.transition(
-                    cur,
-                    row["id"],
-                    store.Transition(
-                        statuses.SUBMITTED,
+                locked.transition(
+                    Transition(
+                        lifecycle.SUBMITTED,
                         "reconciler",
                         "Workbench job found in the run's ended workflow",
                         {
@@ -100,38 +92,28 @@ def repair_pending(
                             "workflow_status": ended["status"],
                         },
                         workbench_job_id=job_id,
-                    ),
+                    )
                 )
                 return "recovered_job"
             if ended["status"] == "TERMINATED":
                 _fail(
-                    cur,
-                    row,
+                    locked,
                     f"Conductor workflow {ended['workflowId']} was terminated "
                     f"before the run was submitted: {reason}",
                     {"workflow_id": ended["workflowId"], "workflow_status": "TERMINATED"},
                 )
                 return "failed"
-        cur.execute(Q["count_reconciler_restarts"], {"id": row["id"]})
-        restarts = cur.fetchone()["restarts"]
+        restarts = locked.restarts()
         if restarts >= cfg.max_restarts:
             _fail(
-                cur,
-                row,
+                locked,
                 f"The run could not be started: its workflow was restarted "
                 f"{restarts} times and never submitted the job",
                 {"restarts": restarts},
             )
             return "failed"
-        new_id = conductor.start_workflow(
-            run["workflow_name"],
-            run["workflow_version"],
-            str(run["id"]),
-            {
-                "pipeline_run_id": str(run["id"]),
-                "input_path_prefix": run["input_path_prefix"],
-                "output_path_prefix": run["output_path_prefix"],
-            },
+        new_id = workflow.start_run_workflow(
+            conductor, run, run.workflow_name, run.workflow_version
         )
         why = (
             f"workflow {ended['workflowId']} ended {ended['status']}"
@@ -139,8 +121,7 @@ def repair_pending(
             else "no workflow was ever started"
         )
         _replace_workflow(
-            cur,
-            row,
+            locked,
             new_id,
             "restarted",
             f"Workflow restarted by the reconciler: {why}",
@@ -149,70 +130,58 @@ def repair_pending(
         return "restarted"
 
 
-def check_active(db: Database, conductor: ConductorClient, run: dict, cfg: ReconcileConfig) -> str:
+def check_active(
+    store: RunStore, conductor: ConductorClient, run: Run, cfg: ReconcileConfig
+) -> str:
     """Give an active run a live workflow again when its own vanished or was ended."""
-    workflow = None
-    if run["conductor_workflow_id"]:
+    found = None
+    if run.conductor_workflow_id:
         try:
-            workflow = conductor.get_workflow(run["conductor_workflow_id"], include_tasks=False)
+            found = conductor.get_workflow(run.conductor_workflow_id, include_tasks=False)
         except ConductorUnavailable as exc:
             if not is_not_found(exc):
                 raise
-    with db.transaction() as cur:
-        if workflow and workflow["status"] in LIVE:
-            cur.execute(Q["mark_workflow_checked"], {"id": run["id"]})
-            return "workflow_ok"
-        cur.execute(Q["lock_run_if_status"], {"id": run["id"], "status": run["status"]})
-        row = cur.fetchone()
-        if row is None:
+    if found and found["status"] in workflow.LIVE:
+        store.mark_workflow_checked(run.id)
+        return "workflow_ok"
+    with store.locked_for_repair(run.id, run.status) as locked:
+        if locked is None:
             return "moved_on"
         # Safe: submit_to_workbench reuses the known job id and persist_run is idempotent.
-        new_id = conductor.start_workflow(
-            run["workflow_name"],
-            run["workflow_version"],
-            str(run["id"]),
-            {
-                "pipeline_run_id": str(run["id"]),
-                "input_path_prefix": run["input_path_prefix"],
-                "output_path_prefix": run["output_path_prefix"],
-            },
+        new_id = workflow.start_run_workflow(
+            conductor, run, run.workflow_name, run.workflow_version
         )
-        state = workflow["status"] if workflow else "missing"
+        state = found["status"] if found else "missing"
         _replace_workflow(
-            cur,
-            row,
+            locked,
             new_id,
             "replaced",
-            f"Conductor workflow {run['conductor_workflow_id']} is {state}; "
+            f"Conductor workflow {run.conductor_workflow_id} is {state}; "
             "started a new one that follows the run",
             previous_status=state,
         )
         return "replaced"
 
 
-def fail_lost(db: Database, conductor: ConductorClient, run: dict, cfg: ReconcileConfig) -> str:
+def fail_lost(store: RunStore, conductor: ConductorClient, run: Run, cfg: ReconcileConfig) -> str:
     """End a run whose job the Workbench keeps answering it does not know."""
-    with db.transaction() as cur:
-        cur.execute(Q["lock_run_if_status"], {"id": run["id"], "status": statuses.SUBMITTED})
-        row = cur.fetchone()
-        if row is None:
-            cur.execute(Q["lock_run_if_status"], {"id": run["id"], "status": statuses.RUNNING})
-            row = cur.fetchone()
-        if row is None:
+    with store.locked_for_repair(run.id, lifecycle.SUBMITTED, lifecycle.RUNNING) as locked:
+        if locked is None:
             return "moved_on"
+        row = locked.run
         _fail(
-            cur,
-            row,
-            f"The Workbench no longer knows job {row['workbench_job_id']}: "
-            f"{row['poll_failures']} status calls in a row answered not found",
-            {"last_poll_error": row["last_poll_error"], "poll_failures": row["poll_failures"]},
+            locked,
+            f"The Workbench no longer knows job {row.workbench_job_id}: "
+            f"{row.poll_failures} status calls in a row answered not found",
+            {"last_poll_error": row.last_poll_error, "poll_failures": row.poll_failures},
         )
         return "failed_lost"
 
 
-def _submitted_job_id(workflow: dict) -> str | None:
-    for task in workflow.get("tasks", []):
-        if task.get("referenceTaskName") == "submit" and task.get("status") in (
+def submitted_job_id(ended: dict) -> str | None:
+    """The Workbench job id the workflow's submit task returned, if it completed."""
+    for task in ended.get("tasks", []):
+        if task.get("referenceTaskName") == workflow.SUBMIT_TASK_REF and task.get("status") in (
             "COMPLETED",
             "COMPLETED_WITH_ERRORS",
         ):
@@ -222,40 +191,31 @@ def _submitted_job_id(workflow: dict) -> str | None:
     return None
 
 
+def _start(conductor: ConductorClient, run: Run) -> str:
+    """Start batch_pipeline_run (the run's pipeline's workflow) for the run again."""
+    return workflow.start_run_workflow(conductor, run, run.workflow_name, run.workflow_version)
+
+
 def _replace_workflow(
-    cur, row: dict, workflow_id: str, action: str, message: str, previous_status: str | None = None
+    locked: Repair,
+    workflow_id: str,
+    action: str,
+    message: str,
+    previous_status: str | None = None,
 ) -> None:
-    cur.execute(Q["replace_workflow_id"], {"id": row["id"], "workflow_id": workflow_id})
-    details = {
-        "action": action,
-        "workflow_id": workflow_id,
-        "previous_workflow_id": row["conductor_workflow_id"],
-    }
-    if previous_status:
-        details["previous_workflow_status"] = previous_status
-    cur.execute(
-        Q["insert_note"],
-        {
-            "run_id": row["id"],
-            "status": row["status"],
-            "message": message,
-            "details": Json(details),
-        },
-    )
-    log.info("reconciler %s run %s: %s", action, row["id"], message)
+    locked.replace_workflow(workflow_id, action, message, previous_status)
+    log.info("reconciler %s run %s: %s", action, locked.run.id, message)
 
 
-def _fail(cur, row: dict, reason: str, details: dict) -> None:
-    store.transition(
-        cur,
-        row["id"],
-        store.Transition(
-            statuses.FAILED,
+def _fail(locked: Repair, reason: str, details: dict) -> None:
+    locked.transition(
+        Transition(
+            lifecycle.FAILED,
             "reconciler",
             reason,
             details,
             error_message=reason,
             error_details=details,
-        ),
+        )
     )
-    log.warning("reconciler failed run %s: %s", row["id"], reason)
+    log.warning("reconciler failed run %s: %s", locked.run.id, reason)

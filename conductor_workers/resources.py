@@ -7,6 +7,7 @@ import functools
 from batchcore import settings as settings_mod
 from batchcore.conductor import ConductorClient
 from batchcore.db import Database, process_database
+from batchcore.runs.store import RunStore
 from batchcore.workbench import WorkbenchClient
 
 REQUIRED = ["DATABASE_URL", "CONDUCTOR_SERVER_URL", "WORKBENCH_API_URL", "WORKBENCH_API_TOKEN"]
@@ -22,6 +23,11 @@ def database() -> Database:
     """This process's PostgreSQL pool."""
     cfg = settings()
     return process_database(cfg.database_url, cfg.db_pool_max, cfg.db_connect_timeout)
+
+
+def store() -> RunStore:
+    """This process's run store, over its pool."""
+    return RunStore(database())
 
 
 @functools.cache

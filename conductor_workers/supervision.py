@@ -8,13 +8,10 @@ import threading
 from batchcore.conductor import ConductorClient, is_not_found
 from batchcore.db import Database
 from batchcore.errors import ConductorUnavailable, DomainError
-from batchcore.queries import Q
+from batchcore.runs.store import RunStore
+from batchcore.runs.workflow import LIVE, POLLER_CORRELATION_ID, POLLER_VERSION, POLLER_WORKFLOW
 
-POLLER_WORKFLOW = "batch_status_poller"
-POLLER_VERSION = 1
-POLLER_CORRELATION_ID = "batch-status-poller"
 CHECK_EVERY_SECONDS = 15
-LIVE = ("RUNNING", "PAUSED")
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +28,17 @@ def readiness(db: Database, conductor: ConductorClient) -> dict:
     return {"ok": all(v == "ok" for v in checks.values()), "checks": checks}
 
 
-def ensure_poller_loop(conductor: ConductorClient, db: Database, interval: int) -> str | None:
+def ensure_poller_loop(conductor: ConductorClient, store: RunStore, interval: int) -> str | None:
     """Make sure exactly one poller loop runs; return its id (None: another is checking).
 
     The loop's id is kept in the database and read back by id, a consistent read; loops
     found by correlation id besides it are duplicates and are terminated.
     """
-    with db.transaction() as cur:
-        cur.execute(Q["try_poller_loop_lock"])
-        if not cur.fetchone()["locked"]:
+    with store.poller_loop_lock() as loop:
+        if loop is None:
             return None
-        cur.execute(Q["get_poller_loop"])
-        row = cur.fetchone()
-        keep = row["workflow_id"] if row and _is_live(conductor, row["workflow_id"]) else None
+        recorded = loop.workflow_id
+        keep = recorded if recorded and _is_live(conductor, recorded) else None
         others = [
             wf["workflowId"]
             for wf in conductor.correlated(POLLER_WORKFLOW, POLLER_CORRELATION_ID)
@@ -62,8 +57,7 @@ def ensure_poller_loop(conductor: ConductorClient, db: Database, interval: int) 
         for duplicate in others:
             conductor.terminate(duplicate, f"duplicate {POLLER_WORKFLOW} loop; {keep} is kept")
             log.warning("terminated duplicate %s loop %s", POLLER_WORKFLOW, duplicate)
-        if not row or row["workflow_id"] != keep:
-            cur.execute(Q["set_poller_loop"], {"workflow_id": keep})
+        loop.record(keep)
         return keep
 
 
@@ -78,14 +72,14 @@ def _is_live(conductor: ConductorClient, workflow_id: str) -> bool:
 
 
 def keep_poller_loop_running(
-    conductor: ConductorClient, db: Database, interval: int, stop: threading.Event
+    conductor: ConductorClient, store: RunStore, interval: int, stop: threading.Event
 ) -> threading.Thread:
     """Check now and then every CHECK_EVERY_SECONDS, from a daemon thread."""
 
     def loop() -> None:
         while not stop.is_set():
             try:
-                ensure_poller_loop(conductor, db, interval)
+                ensure_poller_loop(conductor, store, interval)
             except DomainError as exc:
                 log.warning("could not check the %s loop: %s", POLLER_WORKFLOW, exc.message)
             stop.wait(CHECK_EVERY_SECONDS)

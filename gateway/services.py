@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from batchcore import statuses, store
 from batchcore.conductor import WorkflowNotStarted
 from batchcore.db import Database
 from batchcore.errors import (
@@ -23,8 +22,10 @@ from batchcore.errors import (
     NotFound,
     ValidationFailed,
 )
-from batchcore.queries import Q
-from batchcore.store import NewRun, Transition
+from batchcore.runs import lifecycle, workflow
+from batchcore.runs.model import REQUEST_FIELDS, NewRun, Run, Transition
+from batchcore.runs.paging import decode_cursor
+from batchcore.runs.store import RunStore
 
 from .validation import ListFilters, RunRequest
 
@@ -72,7 +73,7 @@ class RunView:
 
 
 @dataclass(frozen=True)
-class Submission:
+class AcceptedRun:
     """The outcome of submit_run: the run as it now is, and whether this call created it."""
 
     run: dict
@@ -97,53 +98,41 @@ def submit_run(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> Submission:
+) -> AcceptedRun:
     """Store a PENDING run, start its workflow, and optionally wait until it leaves PENDING.
 
     An idempotent replay (same key, same request) returns the stored run with
     created=False and starts nothing. When Conductor cannot start the workflow the run
     is stored FAILED with the reason and ConductorUnavailable names the run id.
     """
-    with db.transaction() as cur:
-        pipeline = _enabled_pipeline(cur, request)
-        run, created = store.create_run(
-            cur,
-            NewRun(
-                pipeline=request.pipeline,
-                mode=request.mode,
-                input_path_prefix=request.input_path_prefix,
-                output_path_prefix=request.output_path_prefix,
-                parameters=request.parameters,
-                idempotency_key=idempotency_key,
-            ),
-        )
-    run_id = run["id"]
+    store = RunStore(db)
+    new = NewRun(
+        **{name: getattr(request, name) for name in REQUEST_FIELDS},
+        idempotency_key=idempotency_key,
+    )
+    pipeline, run, created = store.create_run(new, admit=lambda found: _admit(found, request))
     if created:
-        _start_workflow(db, conductor, pipeline, run)
+        _start_workflow(store, conductor, pipeline, run)
     if wait_seconds > 0:
-        _wait_while_pending(db, run_id, wait_seconds, sleep, clock)
-    view = get_run(db, run_id)
-    return Submission(run=view.run, history=view.history, created=created)
+        _wait_while_pending(store, run.id, wait_seconds, sleep, clock)
+    view = get_run(db, run.id)
+    return AcceptedRun(run=view.run, history=view.history, created=created)
 
 
 def get_run(db: Database, run_id: str | uuid.UUID) -> RunView:
     """The run with its history; RunNotFound naming the id (also for a non-UUID id)."""
-    # Two reads in autocommit, two round trips instead of four: under READ COMMITTED a
-    # transaction would not give them one snapshot either.
-    with db.autocommit() as cur:
-        try:
-            run = store.get_run(cur, run_id)
-        except NotFound as exc:
-            raise RunNotFound(exc.message) from None
-        history = store.get_history(cur, run["id"])
-    return RunView(run=run, history=history)
+    try:
+        run, history = RunStore(db).get_run_with_history(run_id)
+    except NotFound as exc:
+        raise RunNotFound(exc.message) from None
+    return RunView(run=run.to_dict(), history=history)
 
 
 def list_runs(db: Database, filters: ListFilters) -> RunPage:
     """One page of runs, newest first; ValidationFailed for a cursor this API never issued."""
     if filters.cursor is not None:
         try:
-            store.decode_cursor(filters.cursor)
+            decode_cursor(filters.cursor)
         except ValueError:
             raise ValidationFailed(
                 "The query has 1 invalid parameter: cursor.",
@@ -156,17 +145,15 @@ def list_runs(db: Database, filters: ListFilters) -> RunPage:
                     }
                 ],
             ) from None
-    with db.transaction() as cur:
-        items, next_cursor = store.list_runs(
-            cur, filters.statuses, filters.pipeline, filters.limit, filters.cursor
-        )
-    return RunPage(items=items, next_cursor=next_cursor)
+    runs, next_cursor = RunStore(db).list_runs(
+        filters.statuses, filters.pipeline, filters.limit, filters.cursor
+    )
+    return RunPage(items=[run.to_dict() for run in runs], next_cursor=next_cursor)
 
 
 def list_pipelines(db: Database) -> list[dict]:
     """The whole catalog, by name."""
-    with db.transaction() as cur:
-        return store.list_pipelines(cur)
+    return RunStore(db).list_pipelines()
 
 
 def check_readiness(
@@ -192,8 +179,8 @@ def check_readiness(
 # ----------------------------------------------------------------------------- helpers
 
 
-def _enabled_pipeline(cur, request: RunRequest) -> dict:
-    pipeline = store.get_pipeline(cur, request.pipeline)
+def _admit(pipeline: dict | None, request: RunRequest) -> None:
+    """Refuse a request for a pipeline the catalog lacks, has disabled, or runs otherwise."""
     if pipeline is None:
         raise PipelineNotFound(
             f"No pipeline named {request.pipeline!r}; GET /api/v1/pipelines lists them.",
@@ -228,33 +215,22 @@ def _enabled_pipeline(cur, request: RunRequest) -> dict:
                 }
             ],
         )
-    return pipeline
 
 
-def _start_workflow(db: Database, conductor: Conductor, pipeline: dict, run: dict) -> None:
-    run_id = run["id"]
+def _start_workflow(store: RunStore, conductor: Conductor, pipeline: dict, run: Run) -> None:
     try:
-        workflow_id = conductor.start_workflow(
-            pipeline["workflow_name"],
-            pipeline["workflow_version"],
-            str(run_id),
-            {
-                "pipeline_run_id": str(run_id),
-                "input_path_prefix": run["input_path_prefix"],
-                "output_path_prefix": run["output_path_prefix"],
-            },
+        workflow_id = workflow.start_run_workflow(
+            conductor, run, pipeline["workflow_name"], pipeline["workflow_version"]
         )
     except ConductorUnavailable as exc:
-        _record_start_failure(db, conductor, pipeline, run_id, exc)
+        _record_start_failure(store, conductor, pipeline, run.id, exc)
         return
-    # One UPDATE, atomic by itself: autocommit spares the BEGIN and COMMIT round trips.
-    with db.autocommit() as cur:
-        store.set_workflow_id(cur, run_id, workflow_id)
-    log.info("run %s started as Conductor workflow %s", run_id, workflow_id)
+    store.set_workflow_id(run.id, workflow_id)
+    log.info("run %s started as Conductor workflow %s", run.id, workflow_id)
 
 
 def _record_start_failure(
-    db: Database, conductor: Conductor, pipeline: dict, run_id: uuid.UUID, exc: DomainError
+    store: RunStore, conductor: Conductor, pipeline: dict, run_id: uuid.UUID, exc: DomainError
 ) -> None:
     """Store the run FAILED with the reason, then raise ConductorUnavailable naming it.
 
@@ -270,24 +246,20 @@ def _record_start_failure(
     conductor_url = error_details["conductor_url"]
     error_message = f"{exc.message}; the run was not started"
     log.warning("run %s: %s", run_id, error_message)
-    with db.transaction() as cur:
-        # Under the row lock: a start that timed out may still have happened, and its
-        # workflow may already have moved the run on; only a PENDING run is failed here.
-        current = _lock_status(cur, run_id)
-        if current == statuses.PENDING:
-            store.transition(
-                cur,
-                run_id,
-                Transition(
-                    status=statuses.FAILED,
-                    source="gateway",
-                    message="Conductor could not start the workflow",
-                    details=error_details,
-                    error_message=error_message,
-                    error_details=error_details,
-                ),
-            )
-    if current != statuses.PENDING:
+    # Under the row lock: a start that timed out may still have happened, and its workflow
+    # may already have moved the run on; only a PENDING run is failed here.
+    current = store.transition_if_pending(
+        run_id,
+        Transition(
+            status=lifecycle.FAILED,
+            source="gateway",
+            message="Conductor could not start the workflow",
+            details=error_details,
+            error_message=error_message,
+            error_details=error_details,
+        ),
+    )
+    if current != lifecycle.PENDING:
         log.warning("run %s is %s although starting it seemed to fail", run_id, current)
         return
     if maybe_started:
@@ -303,12 +275,6 @@ def _record_start_failure(
             }
         ],
     ) from exc
-
-
-def _lock_status(cur, run_id: uuid.UUID) -> str:
-    """The run's status, with its row locked until the transaction ends."""
-    cur.execute(Q["lock_run"], {"id": run_id})
-    return cur.fetchone()["status"]
 
 
 def _terminate_stray_workflows(conductor: Conductor, pipeline: dict, run_id: uuid.UUID) -> None:
@@ -327,7 +293,7 @@ def _terminate_stray_workflows(conductor: Conductor, pipeline: dict, run_id: uui
 
 
 def _wait_while_pending(
-    db: Database,
+    store: RunStore,
     run_id: uuid.UUID,
     seconds: float,
     sleep: Callable[[float], None],
@@ -336,11 +302,10 @@ def _wait_while_pending(
     deadline = clock() + seconds
     delay = WAIT_FIRST_DELAY
     while True:
-        # A new short transaction each time: no connection is held while sleeping.
-        with db.transaction() as cur:
-            status = store.get_run_status(cur, run_id)
+        # One short read each time: no connection is held while sleeping.
+        status = store.run_status(run_id)
         remaining = deadline - clock()
-        if status != statuses.PENDING or remaining <= 0:
+        if status != lifecycle.PENDING or remaining <= 0:
             return
         sleep(min(delay, remaining))
         delay = min(delay * 2, WAIT_MAX_DELAY)

@@ -1,6 +1,15 @@
-"""The typed run and its lifecycle."""
+"""The typed run: a request to store, a stored run built from its row, a requested change."""
 
 from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from . import lifecycle
 
 # The run's public JSON field names, in the order the API renders them.
 PUBLIC_FIELDS = (
@@ -27,3 +36,115 @@ PUBLIC_FIELDS = (
 )
 # An audit event's public JSON field names.
 HISTORY_FIELDS = ("status", "previous_status", "at", "source", "message", "details")
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A validated run request, ready to store."""
+
+    pipeline: str
+    mode: str
+    input_path_prefix: str
+    output_path_prefix: str
+    parameters: dict = field(default_factory=dict)
+    idempotency_key: str | None = None
+
+    def request(self) -> dict:
+        """The request's fields (everything but the idempotency key), in declaration order."""
+        return {name: getattr(self, name) for name in REQUEST_FIELDS}
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical request: what makes two submissions 'the same'."""
+        canonical = json.dumps(list(self.request().values()), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# What a client asks for: the fields of a run request, in the fingerprint's order.
+REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(NewRun) if f.name != "idempotency_key")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One stored run; a query that selects fewer columns leaves the others at their default."""
+
+    id: uuid.UUID
+    status: str
+    pipeline: str | None = None
+    mode: str | None = None
+    input_path_prefix: str | None = None
+    output_path_prefix: str | None = None
+    parameters: dict = field(default_factory=dict)
+    idempotency_key: str | None = None
+    conductor_workflow_id: str | None = None
+    workbench_job_id: str | None = None
+    error_message: str | None = None
+    error_details: dict | list | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    last_polled_at: datetime | None = None
+    next_poll_at: datetime | None = None
+    poll_failures: int = 0
+    last_poll_error: str | None = None
+    last_poll_error_kind: str | None = None
+    poll_lease_until: datetime | None = None
+    workflow_synced_at: datetime | None = None
+    workflow_checked_at: datetime | None = None
+    # The pipeline's Conductor workflow, when the query joined the catalog.
+    workflow_name: str | None = None
+    workflow_version: int | None = None
+
+    @classmethod
+    def from_row(cls, row: dict) -> Run:
+        """The run in a row; columns the model does not name (internal ones) are left out."""
+        return cls(**{k: v for k, v in row.items() if k in _RUN_FIELDS})
+
+    def to_dict(self) -> dict:
+        """Every field by name (JSON rendering picks PUBLIC_FIELDS from it)."""
+        return {name: getattr(self, name) for name in _RUN_FIELDS}
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the run can never change again."""
+        return lifecycle.is_terminal(self.status)
+
+    def can_move_to(self, status: str) -> bool:
+        """True when the lifecycle allows this run to move to `status`."""
+        return lifecycle.can_transition(self.status, status)
+
+
+_RUN_FIELDS = tuple(f.name for f in dataclasses.fields(Run))
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One requested status change and what comes with it."""
+
+    status: str
+    source: str
+    message: str
+    details: dict = field(default_factory=dict)
+    workbench_job_id: str | None = None
+    error_message: str | None = None
+    error_details: dict | list | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass
+class PollOutcome:
+    """What one status call taught the poller about one claimed run."""
+
+    run_id: str
+    expected: str
+    new_status: str | None = None
+    message: str | None = None
+    details: dict = field(default_factory=dict)
+    error_message: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    poll_error: str | None = None
+    error_kind: str | None = None
+    retry_at: datetime | None = None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from .model import Run
+
 BATCH_WORKFLOW = "batch_pipeline_run"
 # Task reference names inside batch_pipeline_run (workflow_defs/workflows/batch_pipeline_run.json).
 SUBMIT_TASK_REF = "submit"
@@ -16,3 +20,24 @@ LIVE = ("RUNNING", "PAUSED")
 POLLER_WORKFLOW = "batch_status_poller"
 POLLER_VERSION = 1
 POLLER_CORRELATION_ID = "batch-status-poller"
+
+
+class WorkflowStarter(Protocol):
+    """What starting a run's workflow needs from a Conductor client."""
+
+    def start_workflow(self, name: str, version: int, correlation_id: str, inputs: dict) -> str:
+        """Start a workflow and return its id."""
+
+
+def start_input(run: Run) -> dict:
+    """The inputs of batch_pipeline_run for `run`."""
+    return {
+        "pipeline_run_id": str(run.id),
+        "input_path_prefix": run.input_path_prefix,
+        "output_path_prefix": run.output_path_prefix,
+    }
+
+
+def start_run_workflow(conductor: WorkflowStarter, run: Run, name: str, version: int) -> str:
+    """Start the pipeline's workflow for `run`, correlated by the run id; return its id."""
+    return conductor.start_workflow(name, version, str(run.id), start_input(run))

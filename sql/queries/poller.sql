@@ -18,6 +18,7 @@ RETURNING r.id, r.status, r.workbench_job_id, r.poll_failures
 -- name: apply_poll_results
 -- Every outcome of one batch in one statement: transitions with their events, and the
 -- bookkeeping of runs that did not move (a poll failure opens a streak with one event).
+-- The terminal parameter is the lifecycle's terminal statuses (batchcore.runs.lifecycle).
 WITH input AS (
     SELECT * FROM unnest(
         %(ids)s::uuid[], %(expected)s::text[], %(new_status)s::text[], %(error_message)s::text[],
@@ -37,10 +38,10 @@ moved AS (
         started_at = CASE WHEN i.new_status = 'RUNNING'
                           THEN COALESCE(r.started_at, i.started_at, now())
                           ELSE COALESCE(r.started_at, i.started_at) END,
-        completed_at = CASE WHEN i.new_status IN ('COMPLETED', 'FAILED')
+        completed_at = CASE WHEN i.new_status = ANY(%(terminal)s::text[])
                             THEN COALESCE(i.finished_at, now()) END,
         last_polled_at = now(),
-        next_poll_at = CASE WHEN i.new_status IN ('COMPLETED', 'FAILED') THEN NULL
+        next_poll_at = CASE WHEN i.new_status = ANY(%(terminal)s::text[]) THEN NULL
                             ELSE now() + %(interval_seconds)s * interval '1 second' END,
         poll_failures = 0,
         last_poll_error = NULL,

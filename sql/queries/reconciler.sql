@@ -1,6 +1,6 @@
 -- name: stuck_pending_runs
 -- Runs still PENDING long after they were accepted: the start was lost, or its workflow died.
-SELECT r.id, r.conductor_workflow_id, r.input_path_prefix, r.output_path_prefix,
+SELECT r.id, r.status, r.conductor_workflow_id, r.input_path_prefix, r.output_path_prefix,
        p.workflow_name, p.workflow_version
 FROM pipeline_runs r JOIN pipelines p ON p.name = r.pipeline
 WHERE r.status = 'PENDING' AND r.created_at < now() - %(older_than)s * interval '1 second'
@@ -41,7 +41,7 @@ VALUES (%(run_id)s, 'reconciler', %(status)s, %(status)s, %(message)s, %(details
 
 -- name: runs_lost_on_workbench
 -- Active runs whose job the Workbench keeps saying it does not know.
-SELECT id, workbench_job_id, poll_failures, last_poll_error FROM pipeline_runs
+SELECT id, status, workbench_job_id, poll_failures, last_poll_error FROM pipeline_runs
 WHERE status IN ('SUBMITTED', 'RUNNING') AND last_poll_error_kind = 'not_found'
   AND poll_failures >= %(min_failures)s
 LIMIT %(limit)s

@@ -41,6 +41,7 @@ RETURNING *
 
 -- name: apply_transition
 -- COALESCE keeps a timestamp already set (a repeated or late report never moves it).
+-- The terminal and active parameters are the lifecycle's sets (batchcore.runs.lifecycle).
 UPDATE pipeline_runs SET
     status = %(status)s,
     workbench_job_id = COALESCE(workbench_job_id, %(workbench_job_id)s),
@@ -48,14 +49,15 @@ UPDATE pipeline_runs SET
     error_details = COALESCE(%(error_details)s, error_details),
     submitted_at = COALESCE(submitted_at, CASE
         WHEN COALESCE(workbench_job_id, %(workbench_job_id)s) IS NOT NULL THEN now() END),
-    started_at = CASE WHEN %(status)s = 'RUNNING' OR (%(status)s IN ('COMPLETED', 'FAILED')
+    started_at = CASE WHEN %(status)s = 'RUNNING' OR (%(status)s = ANY(%(terminal)s::text[])
                                                        AND %(started_at)s IS NOT NULL)
                       THEN COALESCE(started_at, %(started_at)s, now()) ELSE started_at END,
-    completed_at = CASE WHEN %(status)s IN ('COMPLETED', 'FAILED')
+    completed_at = CASE WHEN %(status)s = ANY(%(terminal)s::text[])
                         THEN COALESCE(completed_at, %(completed_at)s, now()) ELSE completed_at END,
-    next_poll_at = CASE WHEN %(status)s IN ('SUBMITTED', 'RUNNING')
+    next_poll_at = CASE WHEN %(status)s = ANY(%(active)s::text[])
                         THEN COALESCE(next_poll_at, now()) ELSE NULL END,
-    poll_failures = CASE WHEN %(status)s IN ('COMPLETED', 'FAILED') THEN poll_failures ELSE 0 END,
+    poll_failures = CASE WHEN %(status)s = ANY(%(terminal)s::text[])
+                         THEN poll_failures ELSE 0 END,
     poll_lease_until = NULL
 WHERE id = %(id)s
 RETURNING *

@@ -12,6 +12,7 @@ import pytest
 
 from batchcore.conductor import ConductorClient
 from batchcore.db import Database
+from batchcore.runs.store import RunStore
 from bench import roundtrips
 from conductor_workers import polling
 from tests.integration.test_polling import submitted_run
@@ -55,7 +56,7 @@ def test_a_sweep_makes_two_round_trips_per_batch(
     cfg = polling.SweepConfig(batch_size=2, concurrency=4, interval_seconds=60)
     conductor = ConductorClient(conductor_url)
     with ThreadPoolExecutor(4) as pool:
-        summary = polling.sweep(counted, workbench_client, conductor, cfg, pool)
+        summary = polling.sweep(RunStore(counted), workbench_client, conductor, cfg, pool)
     conductor.close()
     assert summary["checked"] == runs
     batches = math.ceil(runs / cfg.batch_size)

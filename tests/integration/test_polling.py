@@ -16,6 +16,8 @@ from datetime import datetime
 import pytest
 
 from batchcore.conductor import ConductorClient
+from batchcore.runs import workflow
+from batchcore.runs.store import RunStore
 from batchcore.workbench import WorkbenchClient
 from conductor_workers import polling, submission
 from tests.integration.helpers import await_true, fetch_run, history, make_run
@@ -74,16 +76,20 @@ def conductor(conductor_url):
 def submitted_run(database, client, simulate: dict | None = None) -> dict:
     """A run whose job the simulator really has, recorded SUBMITTED."""
     run = make_run(database, {"simulate": simulate} if simulate else {})
-    out = submission.submit(database, client, str(run["id"]))
+    out = submission.submit(RunStore(database), client, str(run["id"]))
     submission.persist(
-        database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id=out["workbench_job_id"]
+        RunStore(database),
+        str(run["id"]),
+        "SUBMITTED",
+        "persist",
+        workbench_job_id=out["workbench_job_id"],
     )
     return fetch_run(database, run["id"])
 
 
 def sweep_until_terminal(database, client, conductor, pool, runs, timeout=60.0):
     def all_terminal():
-        polling.sweep(database, client, conductor, CFG, pool)
+        polling.sweep(RunStore(database), client, conductor, CFG, pool)
         return all(fetch_run(database, r["id"])["status"] in ("COMPLETED", "FAILED") for r in runs)
 
     await_true(all_terminal, timeout, "every run to reach a terminal status", every=0.3)
@@ -138,7 +144,11 @@ def test_req_3_2_a_job_that_keeps_failing_does_not_stop_the_others(
     ]
     bad = make_run(database)
     submission.persist(
-        database, str(bad["id"]), "SUBMITTED", "persist", workbench_job_id="wb-does-not-exist"
+        RunStore(database),
+        str(bad["id"]),
+        "SUBMITTED",
+        "persist",
+        workbench_job_id="wb-does-not-exist",
     )
     sweep_until_terminal(database, workbench_client, conductor, pool, good)
     stored = fetch_run(database, bad["id"])
@@ -149,7 +159,7 @@ def test_req_3_2_a_job_that_keeps_failing_does_not_stop_the_others(
     failures_before = stored["poll_failures"]
     with database.transaction() as cur:
         cur.execute("UPDATE pipeline_runs SET next_poll_at = now() WHERE id = %s", (bad["id"],))
-    polling.sweep(database, workbench_client, conductor, CFG, pool)
+    polling.sweep(RunStore(database), workbench_client, conductor, CFG, pool)
     again = fetch_run(database, bad["id"])
     assert again["poll_failures"] == failures_before + 1
     streak_events = [
@@ -175,7 +185,7 @@ def test_req_3_1_two_pollers_at_once_poll_each_due_run_once(
 
         def one(db, executor):
             barrier.wait()
-            return polling.sweep(db, counting_client, conductor, CFG, executor)
+            return polling.sweep(RunStore(db), counting_client, conductor, CFG, executor)
 
         with ThreadPoolExecutor(2) as both:
             results = list(both.map(one, [database, other_db], [pool, other_pool]))
@@ -199,9 +209,10 @@ def test_req_3_5_sigkill_mid_sweep_loses_and_duplicates_no_transition(
         "import sys; from concurrent.futures import ThreadPoolExecutor;"
         "from batchcore.db import Database; from batchcore.workbench import WorkbenchClient;"
         "from batchcore.conductor import ConductorClient; from conductor_workers import polling;"
+        "from batchcore.runs.store import RunStore;"
         "cfg = polling.SweepConfig(batch_size=50, lease_seconds=3, interval_seconds=1);"
         "db = Database(sys.argv[1]); print('sweeping', flush=True);"
-        "polling.sweep(db, WorkbenchClient(sys.argv[2], sys.argv[3]),"
+        "polling.sweep(RunStore(db), WorkbenchClient(sys.argv[2], sys.argv[3]),"
         " ConductorClient(sys.argv[4]), cfg, ThreadPoolExecutor(8))"
     )
     proc = subprocess.Popen(
@@ -287,16 +298,16 @@ def test_req_6_two_worker_services_never_start_two_poller_loops(database, conduc
     def running_loops():
         return [
             w
-            for w in conductor.correlated(
-                supervision.POLLER_WORKFLOW, supervision.POLLER_CORRELATION_ID
-            )
+            for w in conductor.correlated(workflow.POLLER_WORKFLOW, workflow.POLLER_CORRELATION_ID)
             if w["status"] == "RUNNING"
         ]
 
     before = {w["workflowId"] for w in running_loops()}
     with ThreadPoolExecutor(4) as both:
         ids = list(
-            both.map(lambda _: supervision.ensure_poller_loop(conductor, database, 2), range(4))
+            both.map(
+                lambda _: supervision.ensure_poller_loop(conductor, RunStore(database), 2), range(4)
+            )
         )
     after = {w["workflowId"] for w in running_loops()}
     assert len(after) == 1, after

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from batchcore.conductor import ConductorClient
+from batchcore.runs.store import RunStore
 from conductor_workers import reconcile, submission
 from tests.integration.helpers import fetch_run, history, make_run
 
@@ -105,17 +106,17 @@ def test_req_6_1_pending_run_whose_start_was_lost_gets_its_workflow(
     name, started = test_workflow
     run = make_run(database)
     started.append(str(run["id"]))
-    fresh = reconcile.reconcile(database, conductor, CFG)
+    fresh = reconcile.reconcile(RunStore(database), conductor, CFG)
     assert fresh == {}, "a young PENDING run is left alone"
     _age(database, run["id"])
-    assert reconcile.reconcile(database, conductor, CFG) == {"restarted": 1}
+    assert reconcile.reconcile(RunStore(database), conductor, CFG) == {"restarted": 1}
     stored = fetch_run(database, run["id"])
     live = conductor.correlated(name, str(run["id"]))
     assert [w["workflowId"] for w in live] == [stored["conductor_workflow_id"]]
     (event,) = _reconciler_events(database, run["id"])
     assert event["details"]["action"] == "restarted"
     assert "no workflow was ever started" in event["message"]
-    assert reconcile.reconcile(database, conductor, CFG) == {"still_running": 1}
+    assert reconcile.reconcile(RunStore(database), conductor, CFG) == {"still_running": 1}
 
 
 def test_req_6_1_pending_run_whose_workflow_was_terminated_fails_explicitly(
@@ -127,7 +128,7 @@ def test_req_6_1_pending_run_whose_workflow_was_terminated_fails_explicitly(
     workflow_id = _start(conductor, name, run)
     conductor.terminate(workflow_id, "operator cancelled it")
     _age(database, run["id"])
-    assert reconcile.reconcile(database, conductor, CFG) == {"failed": 1}
+    assert reconcile.reconcile(RunStore(database), conductor, CFG) == {"failed": 1}
     stored = fetch_run(database, run["id"])
     assert stored["status"] == "FAILED"
     assert workflow_id in stored["error_message"]
@@ -145,7 +146,7 @@ def test_req_6_1_job_id_of_an_ended_workflow_is_recovered(
     conductor.complete_task(workflow_id, "submit", "COMPLETED", {"workbench_job_id": "wb-lost"})
     conductor.terminate(workflow_id, "worker died between the Workbench answer and the commit")
     _age(database, run["id"])
-    assert reconcile.reconcile(database, conductor, CFG) == {"recovered_job": 1}
+    assert reconcile.reconcile(RunStore(database), conductor, CFG) == {"recovered_job": 1}
     stored = fetch_run(database, run["id"])
     assert (stored["status"], stored["workbench_job_id"]) == ("SUBMITTED", "wb-lost")
 
@@ -156,10 +157,10 @@ def test_req_6_1_restarts_are_bounded_then_the_run_fails(database, conductor, te
     started.append(str(run["id"]))
     _age(database, run["id"])
     for _ in range(CFG.max_restarts):
-        assert reconcile.reconcile(database, conductor, CFG) == {"restarted": 1}
+        assert reconcile.reconcile(RunStore(database), conductor, CFG) == {"restarted": 1}
         current = fetch_run(database, run["id"])["conductor_workflow_id"]
         conductor.complete_task(current, "submit", "FAILED", {})
-    assert reconcile.reconcile(database, conductor, CFG) == {"failed": 1}
+    assert reconcile.reconcile(RunStore(database), conductor, CFG) == {"failed": 1}
     stored = fetch_run(database, run["id"])
     assert stored["status"] == "FAILED"
     assert f"restarted {CFG.max_restarts} times" in stored["error_message"]
@@ -177,10 +178,12 @@ def test_req_6_1_active_run_whose_workflow_was_terminated_gets_a_new_one(
             "UPDATE pipeline_runs SET conductor_workflow_id = %s WHERE id = %s",
             (workflow_id, run["id"]),
         )
-    submission.persist(database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1")
-    assert reconcile.reconcile(database, conductor, CFG) == {"workflow_ok": 1}
+    submission.persist(
+        RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1"
+    )
+    assert reconcile.reconcile(RunStore(database), conductor, CFG) == {"workflow_ok": 1}
     conductor.terminate(workflow_id, "someone terminated it")
-    assert reconcile.reconcile(database, conductor, CFG) == {"replaced": 1}
+    assert reconcile.reconcile(RunStore(database), conductor, CFG) == {"replaced": 1}
     stored = fetch_run(database, run["id"])
     assert stored["status"] == "SUBMITTED"
     assert stored["conductor_workflow_id"] not in (None, workflow_id)
@@ -190,7 +193,9 @@ def test_req_6_1_active_run_whose_workflow_was_terminated_gets_a_new_one(
 
 def test_req_6_1_a_job_the_workbench_lost_ends_the_run(database, conductor, test_workflow):
     run = make_run(database)
-    submission.persist(database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-9")
+    submission.persist(
+        RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-9"
+    )
     with database.transaction() as cur:
         cur.execute(
             "UPDATE pipeline_runs SET poll_failures = 3, last_poll_error_kind = "
@@ -201,7 +206,7 @@ def test_req_6_1_a_job_the_workbench_lost_ends_the_run(database, conductor, test
     lost_cfg = reconcile.ReconcileConfig(
         check_workflows_every_seconds=3600, max_not_found_failures=3
     )
-    assert reconcile.reconcile(database, conductor, lost_cfg) == {"failed_lost": 1}
+    assert reconcile.reconcile(RunStore(database), conductor, lost_cfg) == {"failed_lost": 1}
     stored = fetch_run(database, run["id"])
     assert stored["status"] == "FAILED"
     assert "no longer knows job wb-9" in stored["error_message"]
@@ -217,10 +222,12 @@ def test_req_6_1_submitted_without_a_job_id_cannot_exist(database):
 
 def test_req_6_1_a_repeated_submitted_after_the_poller_moved_on_is_a_no_op(database):
     run = make_run(database)
-    submission.persist(database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-5")
+    submission.persist(
+        RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-5"
+    )
     with database.transaction() as cur:
         cur.execute("UPDATE pipeline_runs SET status = 'RUNNING' WHERE id = %s", (run["id"],))
     again = submission.persist(
-        database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-5"
+        RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-5"
     )
     assert again == {"status": "RUNNING", "changed": False}

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from batchcore.runs.store import RunStore
 from conductor_workers import submission
 from tests.integration.helpers import fetch_run, history, make_run
 
 
 def test_req_2_2_submit_sends_the_run_id_as_idempotency_key(database, workbench_client, simulator):
     run = make_run(database)
-    out = submission.submit(database, workbench_client, str(run["id"]))
+    out = submission.submit(RunStore(database), workbench_client, str(run["id"]))
     jobs = simulator.jobs(run["id"])
     assert [j["job_id"] for j in jobs] == [out["workbench_job_id"]]
     assert jobs[0]["idempotency_key"] == str(run["id"])
-    again = submission.submit(database, workbench_client, str(run["id"]))
+    again = submission.submit(RunStore(database), workbench_client, str(run["id"]))
     assert again["workbench_job_id"] == out["workbench_job_id"]
     assert again["reused"] is True
     assert len(simulator.jobs(run["id"])) == 1
@@ -22,13 +23,15 @@ def test_req_2_2_submit_sends_the_run_id_as_idempotency_key(database, workbench_
 
 def test_req_2_3_a_known_job_id_is_reused_without_calling_the_workbench(database, simulator):
     run = make_run(database)
-    submission.persist(database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-x")
+    submission.persist(
+        RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-x"
+    )
 
     class Refusing:
         def submit_job(self, *args):
             raise AssertionError("the Workbench must not be called again")
 
-    out = submission.submit(database, Refusing(), str(run["id"]))
+    out = submission.submit(RunStore(database), Refusing(), str(run["id"]))
     assert out == {"workbench_job_id": "wb-x", "reused": True}
 
 
@@ -38,7 +41,7 @@ def test_req_2_4_transient_workbench_errors_go_back_to_conductor(
     run = make_run(database)
     simulator.faults(error_5xx={"status": 503, "count": 1})
     with pytest.raises(submission.TransientFailure, match="HTTP 503"):
-        submission.submit(database, workbench_client, str(run["id"]))
+        submission.submit(RunStore(database), workbench_client, str(run["id"]))
     assert simulator.jobs(run["id"]) == []
 
 
@@ -48,26 +51,30 @@ def test_req_2_4_unreachable_workbench_is_transient_and_says_so(database):
     run = make_run(database)
     client = WorkbenchClient("http://127.0.0.1:9", "token-123", connect_timeout=1)
     with pytest.raises(submission.TransientFailure, match="127.0.0.1:9 unreachable"):
-        submission.submit(database, client, str(run["id"]))
+        submission.submit(RunStore(database), client, str(run["id"]))
     client.close()
 
 
 def test_req_2_4_a_missing_run_or_terminal_run_fails_terminally(database, workbench_client):
     with pytest.raises(submission.PermanentFailure, match="No pipeline run"):
-        submission.submit(database, workbench_client, "00000000-0000-0000-0000-000000000000")
+        submission.submit(
+            RunStore(database), workbench_client, "00000000-0000-0000-0000-000000000000"
+        )
     run = make_run(database)
-    submission.persist(database, str(run["id"]), "FAILED", "gateway", error_message="stop")
+    submission.persist(
+        RunStore(database), str(run["id"]), "FAILED", "gateway", error_message="stop"
+    )
     with pytest.raises(submission.PermanentFailure, match="already FAILED"):
-        submission.submit(database, workbench_client, str(run["id"]))
+        submission.submit(RunStore(database), workbench_client, str(run["id"]))
 
 
 def test_req_5_1_persist_run_applies_transition_and_event_once(database):
     run = make_run(database)
     first = submission.persist(
-        database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1"
+        RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1"
     )
     second = submission.persist(
-        database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1"
+        RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1"
     )
     assert (first["changed"], second["changed"]) == (True, False)
     stored = fetch_run(database, run["id"])
@@ -83,10 +90,12 @@ def test_req_5_1_persist_run_applies_transition_and_event_once(database):
 
 def test_req_5_1_persist_refuses_another_job_id_for_a_submitted_run(database):
     run = make_run(database)
-    submission.persist(database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1")
+    submission.persist(
+        RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1"
+    )
     with pytest.raises(submission.PermanentFailure, match="wb-1"):
         submission.persist(
-            database, str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-2"
+            RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-2"
         )
     assert len(history(database, run["id"])) == 2
 
@@ -95,7 +104,7 @@ def test_req_5_3_failed_submission_stores_the_reason_and_details(database):
     run = make_run(database)
     reason = "Workbench API at http://127.0.0.1:9 unreachable: connection refused"
     submission.persist(
-        database,
+        RunStore(database),
         str(run["id"]),
         "FAILED",
         "submit",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from contextlib import contextmanager
 
+from batchcore.runs.store import RunStore
 from gateway import services
 
 
 class StatusCursor:
-    """Answers store.get_run_status's query from a scripted list of statuses."""
+    """Answers RunStore.run_status's query from a scripted list of statuses."""
 
     def __init__(self, statuses: list[str]):
         self.statuses = statuses
@@ -23,7 +24,7 @@ class StatusCursor:
 
 
 class ScriptedDatabase:
-    """Counts transactions and whether one is open (no sleeping while one is)."""
+    """Counts connection checkouts and whether one is held (no sleeping while one is)."""
 
     def __init__(self, statuses: list[str]):
         self.cursor = StatusCursor(statuses)
@@ -38,6 +39,8 @@ class ScriptedDatabase:
             yield self.cursor
         finally:
             self.open -= 1
+
+    autocommit = transaction
 
 
 class FakeClock:
@@ -60,7 +63,7 @@ class FakeClock:
 def test_req_wait_polls_in_new_transactions_with_backoff_until_the_deadline():
     db = ScriptedDatabase(["PENDING"])
     clock = FakeClock()
-    services._wait_while_pending(db, uuid.uuid4(), 2.0, clock.sleep_checking(db), clock)
+    services._wait_while_pending(RunStore(db), uuid.uuid4(), 2.0, clock.sleep_checking(db), clock)
     assert clock.sleeps == [0.1, 0.2, 0.4, 0.5, 0.5, 0.3]
     assert clock.now == 102.0
     assert db.transactions == len(clock.sleeps) + 1
@@ -69,7 +72,7 @@ def test_req_wait_polls_in_new_transactions_with_backoff_until_the_deadline():
 def test_req_wait_returns_as_soon_as_the_run_leaves_pending():
     db = ScriptedDatabase(["PENDING", "PENDING", "SUBMITTED"])
     clock = FakeClock()
-    services._wait_while_pending(db, uuid.uuid4(), 30.0, clock.sleep_checking(db), clock)
+    services._wait_while_pending(RunStore(db), uuid.uuid4(), 30.0, clock.sleep_checking(db), clock)
     assert clock.sleeps == [0.1, 0.2]
     assert db.transactions == 3
 
@@ -77,5 +80,5 @@ def test_req_wait_returns_as_soon_as_the_run_leaves_pending():
 def test_req_wait_does_not_sleep_for_a_run_already_past_pending():
     db = ScriptedDatabase(["FAILED"])
     clock = FakeClock()
-    services._wait_while_pending(db, uuid.uuid4(), 30.0, clock.sleep_checking(db), clock)
+    services._wait_while_pending(RunStore(db), uuid.uuid4(), 30.0, clock.sleep_checking(db), clock)
     assert clock.sleeps == []

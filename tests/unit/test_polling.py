@@ -7,13 +7,13 @@ import random
 import pytest
 
 from batchcore.errors import WorkbenchError
+from batchcore.runs.lifecycle import run_status_for
+from batchcore.runs.model import Run
 from batchcore.workbench import JobStatus
 from conductor_workers import polling
 
 
 def job(status: str) -> JobStatus:
-    from batchcore.statuses import run_status_for
-
     return JobStatus("wb-1", status, run_status_for(status), None, None, None)
 
 
@@ -85,7 +85,7 @@ def test_req_3_2_a_long_retry_after_is_scheduled_not_slept():
     cfg = polling.SweepConfig(max_retries=3)
     sleeps = []
     client = FlakyClient(1, transient(retry_after=120))
-    run = {"id": "r", "status": "RUNNING", "workbench_job_id": "wb-1", "poll_failures": 0}
+    run = Run(id="r", status="RUNNING", workbench_job_id="wb-1", poll_failures=0)
     with pytest.raises(WorkbenchError):
         polling.fetch_status(client, "wb-1", cfg, random.Random(1), sleeps.append)
     assert sleeps == []
@@ -107,7 +107,7 @@ def test_req_3_2_permanent_errors_are_not_retried():
 
 def test_req_3_2_after_the_retry_budget_the_failure_is_recorded_with_backoff():
     cfg = polling.SweepConfig(max_retries=2, retry_base_seconds=0.0, interval_seconds=5)
-    run = {"id": "r", "status": "SUBMITTED", "workbench_job_id": "wb-1", "poll_failures": 3}
+    run = Run(id="r", status="SUBMITTED", workbench_job_id="wb-1", poll_failures=3)
     client = FlakyClient(99, transient())
     outcome = polling.poll_one(client, run, cfg, random.Random(3))
     assert client.calls == 3

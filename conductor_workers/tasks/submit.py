@@ -5,7 +5,7 @@
 from conductor.client.worker.exception import NonRetryableException
 from conductor.client.worker.worker_task import worker_task
 
-from . import resources, submission
+from .. import resources, submission
 
 
 @worker_task(task_definition_name="submit_to_workbench", thread_count=8, poll_interval_millis=100)
@@ -14,7 +14,7 @@ def submit_to_workbench(
 ) -> dict:
     """Start the run's Workbench job (the run row, not the input, is the truth)."""
     try:
-        return submission.submit(resources.database(), resources.workbench(), pipeline_run_id)
+        return submission.submit(resources.store(), resources.workbench(), pipeline_run_id)
     except submission.PermanentFailure as exc:
         raise NonRetryableException(str(exc)) from exc
     except submission.TransientFailure as exc:
@@ -33,7 +33,7 @@ def persist_run(
     """Record one status transition of the run with its audit event."""
     try:
         return submission.persist(
-            resources.database(),
+            resources.store(),
             pipeline_run_id,
             status,
             source,

@@ -1,4 +1,4 @@
-"""The worker service: runs one role's task workers under the SDK's TaskHandler."""
+"""The worker process runner: one role's task workers under the SDK's TaskHandler."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import tempfile
 import threading
 
 ROLES = {
-    "submit": "conductor_workers.submit_tasks",
-    "poller": "conductor_workers.poll_tasks",
+    "submit": "conductor_workers.tasks.submit",
+    "poller": "conductor_workers.tasks.poll",
 }
 
 log = logging.getLogger("conductor_workers")
@@ -52,6 +52,7 @@ def run(role: str) -> int:
 
     from batchcore.conductor import ConductorClient
     from batchcore.db import Database
+    from batchcore.runs.store import RunStore
 
     from . import health, supervision
 
@@ -84,7 +85,9 @@ def run(role: str) -> int:
     health.serve(cfg.worker_health_bind, health.make_app(alive, ready, metrics_dir))
     log.info("%s workers started; health on http://%s", role, cfg.worker_health_bind)
     if role == "poller":
-        supervision.keep_poller_loop_running(conductor, db, cfg.poll_interval_seconds, stop)
+        supervision.keep_poller_loop_running(
+            conductor, RunStore(db), cfg.poll_interval_seconds, stop
+        )
     stop.wait()
     handler.stop_processes()
     db.close()

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from conductor.client.worker.worker_task import worker_task
 
-from . import polling, reconcile, resources
+from .. import polling, reconcile, resources
 
 log = logging.getLogger(__name__)
 _last_reconcile = 0.0
@@ -16,21 +16,12 @@ _last_reconcile = 0.0
 
 @functools.cache
 def _sweep_config() -> polling.SweepConfig:
-    cfg = resources.settings()
-    return polling.SweepConfig(
-        batch_size=cfg.poll_batch_size,
-        concurrency=cfg.poll_concurrency,
-        max_retries=cfg.poll_max_retries,
-        lease_seconds=cfg.poll_lease_seconds,
-        interval_seconds=cfg.poll_interval_seconds,
-    )
+    return polling.SweepConfig.from_settings(resources.settings())
 
 
 @functools.cache
 def _reconcile_config() -> reconcile.ReconcileConfig:
-    return reconcile.ReconcileConfig(
-        pending_after_seconds=resources.settings().reconcile_pending_seconds
-    )
+    return reconcile.ReconcileConfig.from_settings(resources.settings())
 
 
 @functools.cache
@@ -44,14 +35,14 @@ def _maybe_reconcile() -> dict | None:
     if time.monotonic() - _last_reconcile < resources.settings().reconcile_interval_seconds:
         return None
     _last_reconcile = time.monotonic()
-    return reconcile.reconcile(resources.database(), resources.conductor(), _reconcile_config())
+    return reconcile.reconcile(resources.store(), resources.conductor(), _reconcile_config())
 
 
 @worker_task(task_definition_name="poll_status", thread_count=1, poll_interval_millis=100)
 def poll_status() -> dict:
     """One sweep of the due SUBMITTED and RUNNING runs; the summary shows in Conductor."""
     summary = polling.sweep(
-        resources.database(),
+        resources.store(),
         resources.workbench(),
         resources.conductor(),
         _sweep_config(),

@@ -1,0 +1,161 @@
+"""The store's building blocks: reads and writes of runs on a cursor inside a caller's transaction.
+
+Only the store (batchcore.runs.store) and tests that compose a transaction call these.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from psycopg2.extras import Json
+
+from batchcore.errors import Conflict, InvalidTransition, NotFound
+from batchcore.queries import Q
+
+from . import lifecycle
+from .model import NewRun, Transition
+
+# The lifecycle's sets, passed to the SQL that needs them rather than restated there.
+LIFECYCLE_SETS = {"terminal": sorted(lifecycle.TERMINAL), "active": sorted(lifecycle.ACTIVE)}
+
+
+def get_pipeline(cur, name: str) -> dict | None:
+    """One catalog entry, or None."""
+    cur.execute(Q["get_pipeline"], {"name": name})
+    return cur.fetchone()
+
+
+def create_run(cur, new: NewRun) -> tuple[dict, bool]:
+    """Insert a PENDING run with its first event; return (row, created).
+
+    With an idempotency key already used for the same request, return that run and
+    created=False; for another request, raise Conflict.
+    """
+    run_id = uuid.uuid4()
+    fingerprint = new.fingerprint()
+    request = {k: Json(v) if isinstance(v, dict | list) else v for k, v in new.request().items()}
+    cur.execute(
+        Q["insert_run"],
+        {
+            **request,
+            "id": run_id,
+            "idempotency_key": new.idempotency_key,
+            "request_fingerprint": fingerprint,
+        },
+    )
+    row = cur.fetchone()
+    if row is None:
+        cur.execute(Q["get_run_by_idempotency_key"], {"idempotency_key": new.idempotency_key})
+        existing = cur.fetchone()
+        if existing["request_fingerprint"] != fingerprint:
+            raise Conflict(
+                f"Idempotency-Key {new.idempotency_key!r} was already used for run "
+                f"{existing['id']} with a different request body",
+                details=[
+                    {
+                        "field": "Idempotency-Key",
+                        "rule": "reused_with_different_body",
+                        "run_id": str(existing["id"]),
+                    }
+                ],
+            )
+        return existing, False
+    _event(
+        cur,
+        run_id,
+        None,
+        lifecycle.PENDING,
+        "gateway",
+        "Run accepted",
+        {"idempotency_key": new.idempotency_key} if new.idempotency_key else {},
+    )
+    return row, True
+
+
+def get_run(cur, run_id: str | uuid.UUID) -> dict:
+    """The run's row, or NotFound naming the id (also for an id that is not a UUID)."""
+    parsed = parse_uuid(run_id)
+    row = None
+    if parsed is not None:
+        cur.execute(Q["get_run"], {"id": parsed})
+        row = cur.fetchone()
+    if row is None:
+        raise NotFound(f"No pipeline run with id {str(run_id)[:100]!r}")
+    return row
+
+
+def get_history(cur, run_id: uuid.UUID) -> list[dict]:
+    """The audit trail, oldest first."""
+    cur.execute(Q["get_history"], {"id": run_id})
+    return cur.fetchall()
+
+
+def transition(cur, run_id: str | uuid.UUID, t: Transition) -> tuple[dict, bool]:
+    """Apply one status change with its event, under the row lock; return (row, changed).
+
+    Repeating a change already made is a no-op (changed=False), which makes workers
+    safe under at-least-once delivery. A change the lifecycle forbids raises
+    InvalidTransition; the caller decides whether that is an error or just logged.
+    """
+    parsed = parse_uuid(run_id)
+    cur.execute(Q["lock_run"], {"id": parsed})
+    row = cur.fetchone()
+    if row is None:
+        raise NotFound(f"No pipeline run with id {str(run_id)[:100]!r}")
+    current = row["status"]
+    if current == t.status:
+        if t.workbench_job_id not in (None, row["workbench_job_id"]):
+            raise InvalidTransition(
+                f"run {parsed} is already {current} with Workbench job "
+                f"{row['workbench_job_id']}, not {t.workbench_job_id}"
+            )
+        return row, False
+    if not lifecycle.can_transition(current, t.status):
+        raise InvalidTransition(f"run {parsed} cannot move from {current} to {t.status}")
+    if row["workbench_job_id"] and t.workbench_job_id not in (None, row["workbench_job_id"]):
+        raise InvalidTransition(
+            f"run {parsed} already has Workbench job {row['workbench_job_id']}, "
+            f"not {t.workbench_job_id}"
+        )
+    cur.execute(
+        Q["apply_transition"],
+        {
+            **LIFECYCLE_SETS,
+            "id": parsed,
+            "status": t.status,
+            "workbench_job_id": t.workbench_job_id,
+            "error_message": t.error_message,
+            "error_details": Json(t.error_details) if t.error_details is not None else None,
+            "started_at": t.started_at,
+            "completed_at": t.completed_at,
+        },
+    )
+    updated = cur.fetchone()
+    _event(cur, parsed, current, t.status, t.source, t.message, t.details)
+    return updated, True
+
+
+def _event(
+    cur, run_id, previous: str | None, status: str, source: str, message: str, details: dict
+) -> None:
+    cur.execute(
+        Q["insert_event"],
+        {
+            "run_id": run_id,
+            "previous_status": previous,
+            "status": status,
+            "source": source,
+            "message": message,
+            "details": Json(details or {}),
+        },
+    )
+
+
+def parse_uuid(value) -> uuid.UUID | None:
+    """The UUID in `value`, or None when it is not one."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

@@ -1,0 +1,1 @@
+"""The SDK adapters: one module per worker role, each task a thin call into the logic beside."""

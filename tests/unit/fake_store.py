@@ -1,0 +1,394 @@
+"""An in-memory RunStore for unit tests: the same methods and rules, a dict for the tables.
+
+Each method is atomic like the real one's transaction: a repair or poller-loop block that
+raises leaves the runs and events as they were. Time comes from an injected clock.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from batchcore.errors import InvalidTransition, NotFound
+from batchcore.runs import lifecycle
+from batchcore.runs.model import NewRun, PollOutcome, Run, Transition
+from batchcore.runs.store import ReconcileCandidates
+
+PIPELINE = {
+    "name": "demo-batch",
+    "mode": "BATCH",
+    "workflow_name": "batch_pipeline_run",
+    "workflow_version": 1,
+    "description": "",
+    "enabled": True,
+}
+
+
+class FakeClock:
+    """A settable UTC clock."""
+
+    def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=UTC)):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class FakeStore:
+    """Runs, events and the poller loop in dicts; `calls` records the methods used."""
+
+    def __init__(self, clock: FakeClock | None = None):
+        self.clock = clock or FakeClock()
+        self.rows: dict[uuid.UUID, dict] = {}
+        self.events: list[dict] = []
+        self.pipelines = {PIPELINE["name"]: dict(PIPELINE)}
+        self.poller_loop_id: str | None = None
+        self.poller_lock_held = False
+        self.calls: list[str] = []
+
+    # ------------------------------------------------------------------------ seeding
+
+    def add_run(self, status: str = lifecycle.PENDING, **fields) -> Run:
+        """A run as if stored long ago and moved to `status` (events included)."""
+        now = self.clock()
+        row = {f: None for f in Run.__dataclass_fields__}
+        row.update(
+            id=uuid.uuid4(),
+            status=status,
+            pipeline="demo-batch",
+            mode="BATCH",
+            input_path_prefix=f"s3://in/{uuid.uuid4().hex}",
+            output_path_prefix=f"s3://out/{uuid.uuid4().hex}",
+            parameters={},
+            created_at=now,
+            updated_at=now,
+            poll_failures=0,
+        )
+        if status in lifecycle.ACTIVE:
+            row.update(workbench_job_id=f"wb-{uuid.uuid4().hex[:8]}", next_poll_at=now)
+        if status in lifecycle.TERMINAL:
+            row.update(completed_at=now)
+        if status == lifecycle.FAILED:
+            row.update(error_message="failed")
+        row.pop("workflow_name")
+        row.pop("workflow_version")
+        row.update(fields)
+        self.rows[row["id"]] = row
+        self._event(row["id"], None, status, "test", "seeded", {})
+        return Run.from_row(row)
+
+    def row(self, run_id) -> dict:
+        """The stored row of a run."""
+        return self.rows[uuid.UUID(str(run_id))]
+
+    def history(self, run_id) -> list[dict]:
+        """A run's events, oldest first."""
+        return [e for e in self.events if e["run_id"] == uuid.UUID(str(run_id))]
+
+    # ----------------------------------------------------------------- gateway, workers
+
+    def create_run(self, new: NewRun, admit=lambda pipeline: None):
+        self.calls.append("create_run")
+        pipeline = self.pipelines.get(new.pipeline)
+        admit(pipeline)
+        for row in self.rows.values():
+            if new.idempotency_key and row["idempotency_key"] == new.idempotency_key:
+                return pipeline, Run.from_row(row), False
+        run = self.add_run(**new.request(), idempotency_key=new.idempotency_key)
+        return pipeline, run, True
+
+    def get_run(self, run_id) -> Run:
+        self.calls.append("get_run")
+        return Run.from_row(self._find(run_id))
+
+    def get_run_with_history(self, run_id):
+        self.calls.append("get_run_with_history")
+        row = self._find(run_id)
+        return Run.from_row(row), self.history(row["id"])
+
+    def run_status(self, run_id) -> str | None:
+        self.calls.append("run_status")
+        row = self.rows.get(uuid.UUID(str(run_id)))
+        return row["status"] if row else None
+
+    def set_workflow_id(self, run_id, workflow_id: str) -> bool:
+        self.calls.append("set_workflow_id")
+        row = self._find(run_id)
+        if row["conductor_workflow_id"] is not None:
+            return False
+        row["conductor_workflow_id"] = workflow_id
+        return True
+
+    def transition(self, run_id, t: Transition):
+        self.calls.append("transition")
+        with self._atomic():
+            row, changed = self._transition(self._find(run_id), t)
+        return Run.from_row(row), changed
+
+    def transition_if_pending(self, run_id, t: Transition) -> str:
+        self.calls.append("transition_if_pending")
+        row = self._find(run_id)
+        current = row["status"]
+        if current == lifecycle.PENDING:
+            with self._atomic():
+                self._transition(row, t)
+        return current
+
+    # ------------------------------------------------------------------------- poller
+
+    def claim_due_runs(self, batch_size: int, lease_seconds: int) -> list[Run]:
+        self.calls.append("claim_due_runs")
+        now = self.clock()
+        due = sorted(
+            (
+                r
+                for r in self.rows.values()
+                if r["status"] in lifecycle.ACTIVE
+                and r["next_poll_at"] is not None
+                and r["next_poll_at"] <= now
+                and (r["poll_lease_until"] is None or r["poll_lease_until"] < now)
+            ),
+            key=lambda r: r["next_poll_at"],
+        )[:batch_size]
+        for r in due:
+            r["poll_lease_until"] = now + timedelta(seconds=lease_seconds)
+        return [Run.from_row(r) for r in due]
+
+    def apply_poll_results(self, outcomes: list[PollOutcome], interval_seconds: int) -> list[dict]:
+        self.calls.append("apply_poll_results")
+        now = self.clock()
+        moved = []
+        with self._atomic():
+            for o in outcomes:
+                row = self._find(o.run_id)
+                if row["status"] != o.expected:
+                    continue
+                if o.new_status is not None:
+                    self._apply_move(row, o, now, interval_seconds)
+                    moved.append({"id": row["id"], "status": row["status"]})
+                else:
+                    self._apply_stay(row, o, now, interval_seconds)
+        return moved
+
+    def unsynced_terminal_runs(self, limit: int) -> list[Run]:
+        self.calls.append("unsynced_terminal_runs")
+        rows = [
+            r
+            for r in self.rows.values()
+            if r["status"] in lifecycle.TERMINAL
+            and r["workflow_synced_at"] is None
+            and r["workbench_job_id"]
+            and r["conductor_workflow_id"]
+        ]
+        return [Run.from_row(r) for r in sorted(rows, key=lambda r: r["completed_at"])[:limit]]
+
+    def mark_workflows_synced(self, run_ids) -> None:
+        self.calls.append("mark_workflows_synced")
+        for run_id in run_ids:
+            row = self._find(run_id)
+            row["workflow_synced_at"] = row["workflow_synced_at"] or self.clock()
+
+    @contextmanager
+    def poller_loop_lock(self) -> Iterator[_Loop | None]:
+        self.calls.append("poller_loop_lock")
+        if self.poller_lock_held:
+            yield None
+            return
+        self.poller_lock_held = True
+        try:
+            loop = _Loop(self.poller_loop_id)
+            yield loop
+            self.poller_loop_id = loop.workflow_id
+        finally:
+            self.poller_lock_held = False
+
+    # --------------------------------------------------------------------- reconciler
+
+    def reconcile_candidates(
+        self, pending_after_seconds: int, check_every_seconds: int, lost_after: int, limit: int
+    ) -> ReconcileCandidates:
+        self.calls.append("reconcile_candidates")
+        now = self.clock()
+        rows = sorted(self.rows.values(), key=lambda r: r["created_at"])
+        pending = [
+            r
+            for r in rows
+            if r["status"] == lifecycle.PENDING
+            and r["created_at"] < now - timedelta(seconds=pending_after_seconds)
+        ]
+        active = [
+            r
+            for r in rows
+            if r["status"] in lifecycle.ACTIVE
+            and (
+                r["workflow_checked_at"] is None
+                or r["workflow_checked_at"] < now - timedelta(seconds=check_every_seconds)
+            )
+        ]
+        lost = [
+            r
+            for r in rows
+            if r["status"] in lifecycle.ACTIVE
+            and r["last_poll_error_kind"] == "not_found"
+            and r["poll_failures"] >= lost_after
+        ]
+        return ReconcileCandidates(
+            *([self._with_pipeline(r) for r in found[:limit]] for found in (pending, active, lost))
+        )
+
+    def mark_workflow_checked(self, run_id) -> None:
+        self.calls.append("mark_workflow_checked")
+        self._find(run_id)["workflow_checked_at"] = self.clock()
+
+    @contextmanager
+    def locked_for_repair(self, run_id, *statuses: str) -> Iterator[_Repair | None]:
+        self.calls.append("locked_for_repair")
+        row = self.rows.get(uuid.UUID(str(run_id)))
+        if row is None or row["status"] not in statuses:
+            yield None
+            return
+        with self._atomic():
+            yield _Repair(self, row)
+
+    # ------------------------------------------------------------------------ helpers
+
+    def _find(self, run_id) -> dict:
+        try:
+            return self.rows[uuid.UUID(str(run_id))]
+        except (KeyError, ValueError):
+            raise NotFound(f"No pipeline run with id {str(run_id)[:100]!r}") from None
+
+    def _with_pipeline(self, row: dict) -> Run:
+        pipeline = self.pipelines[row["pipeline"]]
+        return Run.from_row(
+            {
+                **row,
+                "workflow_name": pipeline["workflow_name"],
+                "workflow_version": pipeline["workflow_version"],
+            }
+        )
+
+    @contextmanager
+    def _atomic(self):
+        saved = copy.deepcopy((self.rows, self.events))
+        try:
+            yield
+        except BaseException:
+            self.rows, self.events = saved
+            raise
+
+    def _event(self, run_id, previous, status, source, message, details) -> None:
+        self.events.append(
+            {
+                "run_id": run_id,
+                "previous_status": previous,
+                "status": status,
+                "at": self.clock(),
+                "source": source,
+                "message": message,
+                "details": details or {},
+            }
+        )
+
+    def _transition(self, row: dict, t: Transition) -> tuple[dict, bool]:
+        current = row["status"]
+        if current == t.status:
+            if t.workbench_job_id not in (None, row["workbench_job_id"]):
+                raise InvalidTransition(f"run {row['id']} has another Workbench job")
+            return row, False
+        if not lifecycle.can_transition(current, t.status):
+            raise InvalidTransition(f"run {row['id']} cannot move from {current} to {t.status}")
+        if row["workbench_job_id"] and t.workbench_job_id not in (None, row["workbench_job_id"]):
+            raise InvalidTransition(f"run {row['id']} already has a Workbench job")
+        now = self.clock()
+        row["status"] = t.status
+        row["workbench_job_id"] = row["workbench_job_id"] or t.workbench_job_id
+        row["error_message"] = t.error_message or row["error_message"]
+        row["error_details"] = t.error_details or row["error_details"]
+        if row["workbench_job_id"]:
+            row["submitted_at"] = row["submitted_at"] or now
+        if t.status in lifecycle.TERMINAL:
+            row["completed_at"] = row["completed_at"] or t.completed_at or now
+            row["next_poll_at"] = None
+        elif t.status in lifecycle.ACTIVE:
+            row["next_poll_at"] = row["next_poll_at"] or now
+            row["poll_failures"] = 0
+        row["poll_lease_until"] = None
+        self._event(row["id"], current, t.status, t.source, t.message, t.details)
+        return row, True
+
+    def _apply_move(self, row: dict, o: PollOutcome, now, interval_seconds: int) -> None:
+        terminal = o.new_status in lifecycle.TERMINAL
+        previous = row["status"]
+        row["status"] = o.new_status
+        if o.new_status == lifecycle.FAILED:
+            row["error_message"] = o.error_message or "The Workbench job failed"
+            row["error_details"] = o.details
+        if o.new_status == lifecycle.RUNNING:
+            row["started_at"] = row["started_at"] or o.started_at or now
+        else:
+            row["started_at"] = row["started_at"] or o.started_at
+        row["completed_at"] = (o.finished_at or now) if terminal else None
+        row["last_polled_at"] = now
+        row["next_poll_at"] = None if terminal else now + timedelta(seconds=interval_seconds)
+        row.update(poll_failures=0, last_poll_error=None, last_poll_error_kind=None)
+        row["poll_lease_until"] = None
+        self._event(row["id"], previous, row["status"], "poller", o.message, o.details)
+
+    def _apply_stay(self, row: dict, o: PollOutcome, now, interval_seconds: int) -> None:
+        row["last_polled_at"] = now
+        row["poll_failures"] = 0 if o.poll_error is None else row["poll_failures"] + 1
+        row["last_poll_error"] = o.poll_error
+        row["last_poll_error_kind"] = o.error_kind
+        row["next_poll_at"] = o.retry_at or now + timedelta(seconds=interval_seconds)
+        row["poll_lease_until"] = None
+        if o.poll_error is not None and row["poll_failures"] == 1:
+            message = "Workbench status could not be read: " + o.poll_error
+            self._event(row["id"], row["status"], row["status"], "poller", message, o.details)
+
+
+class _Loop:
+    def __init__(self, workflow_id: str | None):
+        self.workflow_id = workflow_id
+
+    def record(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+
+
+class _Repair:
+    def __init__(self, store: FakeStore, row: dict):
+        self._store = store
+        self._row = row
+        self.run = Run.from_row(row)
+
+    def restarts(self) -> int:
+        return sum(
+            1
+            for e in self._store.history(self._row["id"])
+            if e["source"] == "reconciler" and e["details"].get("action") == "restarted"
+        )
+
+    def transition(self, t: Transition) -> None:
+        self._store._transition(self._row, t)
+
+    def replace_workflow(self, workflow_id, action, message, previous_status=None) -> None:
+        details = {
+            "action": action,
+            "workflow_id": workflow_id,
+            "previous_workflow_id": self._row["conductor_workflow_id"],
+        }
+        if previous_status:
+            details["previous_workflow_status"] = previous_status
+        self._row.update(
+            conductor_workflow_id=workflow_id,
+            workflow_synced_at=None,
+            workflow_checked_at=self._store.clock(),
+        )
+        status = self._row["status"]
+        self._store._event(self._row["id"], status, status, "reconciler", message, details)
