@@ -4,7 +4,7 @@
 #   gateway          gunicorn -c gateway/gunicorn.conf.py gateway.wsgi:app   (the default CMD)
 #   submit-workers   python -m conductor_workers submit
 #   poller           python -m conductor_workers poller
-#   migrate          python -m batchcore.migrate && python scripts/register_workflows.py
+#   migrate          python -m batchcore.migrate && python scripts/register_workflows.py --replace-poller-loop
 #   workbench-sim    python -m workbench_sim
 #
 # Build: docker build -t batch-pipeline-runs .   (or: docker compose build)

@@ -60,9 +60,9 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
         choices=("if-changed", "always"),
         metavar="WHEN",
         help=f"terminate the running {POLLER_WORKFLOW} loop so that the poller worker service "
-        "starts a new one on the new definitions: 'if-changed' (the default when the flag is "
-        f"given without a value) when poll_status or {POLLER_WORKFLOW} changed, or 'always'. "
-        "A running loop otherwise keeps the definitions it started with.",
+        "starts a new one on the registered definitions: 'if-changed' (the default when the "
+        "flag is given without a value) when the loop runs on definitions other than these "
+        "(a running workflow keeps those it started with), or 'always'",
     )
     return p
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                     server.write(change)
                 _say(_line(change, WOULD if args.dry_run else DONE))
         _say(_summary(changes, base, args.dry_run))
-        _poller_loop(base, changes, args.replace_poller_loop, args.dry_run)
+        _poller_loop(base, found, args.replace_poller_loop, args.dry_run)
     except (settings.SettingsError, RegistrationError) as exc:
         print(f"register: {exc}", file=sys.stderr)
         return 1
@@ -112,36 +112,44 @@ def _summary(changes: list[Change], base: str, dry_run: bool) -> str:
     )
 
 
-def _poller_loop(base: str, changes: list[Change], when: str | None, dry_run: bool) -> None:
-    """Replace the running poller loop when asked to, or say why it might need replacing."""
-    changed = registration.touches_poller_loop(changes)
-    if when is None:
-        if changed:
-            _say(
-                f"{', '.join(changed)} changed: a running {POLLER_WORKFLOW} loop keeps the "
-                "definitions it started with; --replace-poller-loop replaces it"
-            )
-        return
-    if when == "if-changed" and not changed:
-        _say(f"the {POLLER_WORKFLOW} loop's definitions are unchanged: the running loop stays")
-        return
-    reason = (
-        f"replaced by register: {', '.join(changed)} changed"
-        if changed
-        else "replaced by register --replace-poller-loop=always"
-    )
+def _poller_loop(base: str, found: list, when: str | None, dry_run: bool) -> None:
+    """Replace the running poller loop when asked to, or say when it runs on old definitions."""
     conductor = ConductorClient(base)
     try:
-        loops = registration.running_poller_loops(conductor)
+        try:
+            loops = registration.poller_loops(conductor, found)
+        except RegistrationError as exc:
+            if when is not None:
+                raise
+            print(f"register: could not check the {POLLER_WORKFLOW} loop: {exc}", file=sys.stderr)
+            return
+        outdated = {loop_id: labels for loop_id, labels in loops.items() if labels}
+        if when is None:
+            for loop_id, labels in outdated.items():
+                _say(
+                    f"the running {POLLER_WORKFLOW} loop {loop_id} runs on outdated "
+                    f"{', '.join(labels)}: --replace-poller-loop replaces it"
+                )
+            return
+        replace = loops if when == "always" else outdated
         if not loops:
             _say(f"no {POLLER_WORKFLOW} loop is running: the poller worker service starts one")
-        elif dry_run:
-            _say(f"would terminate the {POLLER_WORKFLOW} loop {', '.join(loops)} ({reason})")
-        else:
-            registration.terminate_poller_loops(conductor, loops, reason)
+        elif not replace:
+            _say(f"the running {POLLER_WORKFLOW} loop is up to date: it stays")
+        for loop_id in replace:
+            labels = outdated.get(loop_id)
+            reason = "replaced by register: " + (
+                f"it ran on outdated {', '.join(labels)}"
+                if labels
+                else "--replace-poller-loop=always"
+            )
+            if dry_run:
+                _say(f"would terminate the {POLLER_WORKFLOW} loop {loop_id} ({reason})")
+                continue
+            registration.terminate_poller_loops(conductor, [loop_id], reason)
             _say(
-                f"terminated the {POLLER_WORKFLOW} loop {', '.join(loops)} ({reason}); the "
-                "poller worker service starts a new one at its next check"
+                f"terminated the {POLLER_WORKFLOW} loop {loop_id} ({reason}); the poller "
+                "worker service starts a new one at its next check"
             )
     finally:
         conductor.close()

@@ -20,8 +20,6 @@ from .errors import ConductorUnavailable
 from .runs.workflow import LIVE, POLLER_CORRELATION_ID, POLLER_WORKFLOW
 
 DEFINITIONS_DIR = files("batchcore._workflow_defs")
-# The definitions a running batch_status_poller loop has taken in when it started.
-POLLER_LOOP_DEFINITIONS = {("task", "poll_status"), ("workflow", POLLER_WORKFLOW)}
 RETRY_LOGICS = {"FIXED", "EXPONENTIAL_BACKOFF", "LINEAR_BACKOFF"}
 TIMEOUT_POLICIES = {"RETRY", "TIME_OUT_WF", "ALERT_ONLY"}
 
@@ -273,23 +271,40 @@ def _same(ours: object, theirs: object) -> bool:
     return ours == theirs and isinstance(ours, bool) == isinstance(theirs, bool)
 
 
-def touches_poller_loop(changes: list[Change]) -> list[str]:
-    """The labels of changed definitions that a running poller loop has taken in."""
-    return [
-        c.definition.label
-        for c in changes
-        if c.action != UNCHANGED
-        and (c.definition.kind, c.definition.name) in POLLER_LOOP_DEFINITIONS
-    ]
+def poller_loops(conductor: ConductorClient, found: list[Definition]) -> dict[str, list[str]]:
+    """Each running batch_status_poller loop, with the definitions in `found` it runs otherwise.
 
-
-def running_poller_loops(conductor: ConductorClient) -> list[str]:
-    """The ids of the running batch_status_poller loops."""
+    A workflow keeps the definitions it started with (its own and, embedded, its tasks'), so
+    a loop started before a change goes on with the old ones until it is replaced.
+    """
+    workflows = [d for d in found if d.kind == "workflow" and d.name == POLLER_WORKFLOW]
+    tasks = {d.name: d for d in found if d.kind == "task"}
     try:
-        found = conductor.correlated(POLLER_WORKFLOW, POLLER_CORRELATION_ID)
+        running = [
+            wf["workflowId"]
+            for wf in conductor.correlated(POLLER_WORKFLOW, POLLER_CORRELATION_ID)
+            if wf.get("status") in LIVE
+        ]
+        snapshots = {
+            loop_id: conductor.get_workflow(loop_id, include_tasks=False).get("workflowDefinition")
+            or {}
+            for loop_id in running
+        }
     except ConductorUnavailable as exc:
         raise RegistrationError(exc.message) from exc
-    return [wf["workflowId"] for wf in found if wf.get("status") in LIVE]
+    result = {}
+    for loop_id, snapshot in snapshots.items():
+        differs = [d.label for d in workflows if not _same(d.body, snapshot)]
+        used = {
+            task["name"]: task.get("taskDefinition")
+            for _, task in _workflow_tasks(snapshot.get("tasks") or [], "tasks")
+            if isinstance(task, dict) and task.get("type") == "SIMPLE" and task.get("name") in tasks
+        }
+        differs += [
+            tasks[name].label for name, taken in used.items() if not _same(tasks[name].body, taken)
+        ]
+        result[loop_id] = differs
+    return result
 
 
 def terminate_poller_loops(conductor: ConductorClient, loop_ids: list[str], reason: str) -> None:

@@ -87,7 +87,8 @@ def build(sec: dict[str, str], ep: dict[str, str]) -> list[Process]:
         _run_python("-m", "batchcore.migrate", env=service_env)
 
     def after_conductor() -> None:
-        _run_python("scripts/register_workflows.py", env=service_env)
+        # A loop left running from an earlier start keeps the definitions it started with.
+        _run_python("scripts/register_workflows.py", "--replace-poller-loop", env=service_env)
 
     py = str(VENV_BIN / "python")
     return [

@@ -226,3 +226,7 @@ def test_req_2_6_replacing_the_poller_loop_ends_it_and_the_worker_starts_a_new_o
         every=0.5,
     )
     assert len(after) == 1
+    # The new loop took in the registered definitions: nothing is outdated, nothing replaced.
+    check = _run("--server", conductor_url, "--replace-poller-loop", "--dry-run")
+    assert check.returncode == 0, check.stderr
+    assert f"the running {POLLER_WORKFLOW} loop is up to date: it stays" in check.stdout

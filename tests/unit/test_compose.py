@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from batchcore import register
 from batchcore.settings import known_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,12 +150,16 @@ def test_migrate_is_a_one_shot(services: dict) -> None:
     # Quoted in YAML: a bare `no` would load as False and Compose would reject it.
     assert migrate.get("restart") == "no"
     assert "healthcheck" not in migrate
-    programs = [argv[:3] for argv in _argv_lists(_command(migrate))]
-    assert programs == [
+    migrate_argv, register_argv = _argv_lists(_command(migrate))
+    assert (migrate_argv, register_argv[:2]) == (
         ["python", "-m", "batchcore.migrate"],
         ["python", "scripts/register_workflows.py"],
-    ], "migrate must apply the migrations, then (only if they succeed) register the workflows"
+    ), "migrate must apply the migrations, then (only if they succeed) register the workflows"
     assert "&&" in _command(migrate)[-1]
+    # A loop left from an earlier deployment must not go on with outdated definitions.
+    options = register.parser().parse_args(register_argv[2:])
+    assert options.replace_poller_loop == "if-changed"
+    assert not options.dry_run and options.server is None
 
 
 def test_project_services_only_set_variables_the_settings_module_reads(services: dict) -> None:

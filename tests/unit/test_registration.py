@@ -41,6 +41,12 @@ def _server_has(requests_mock, defs: Path, **overrides) -> None:
         requests_mock.get(f"{BASE}/metadata/workflow/{body['name']}?version=1", json=body)
 
 
+def _no_loop_running(requests_mock) -> None:
+    requests_mock.get(
+        f"{BASE}/workflow/batch_status_poller/correlated/batch-status-poller", json=[]
+    )
+
+
 def _writes(requests_mock) -> list[tuple[str, str]]:
     return [(r.method, r.path) for r in requests_mock.request_history if r.method != "GET"]
 
@@ -105,6 +111,7 @@ def test_the_local_check_names_every_problem_and_its_file(defs):
 def test_dry_run_shows_each_change_and_writes_nothing(requests_mock, defs, capsys):
     _server_has(requests_mock, defs, submit_to_workbench={"retryCount": 2})
     requests_mock.get(f"{BASE}/metadata/taskdefs/persist_run", status_code=404)
+    _no_loop_running(requests_mock)
     code, lines, err = _run(capsys, "--dry-run", "--definitions", str(defs))
     assert code == 0, err
     assert lines == [
@@ -124,6 +131,7 @@ def test_registering_writes_only_what_differs_and_reports_it(requests_mock, defs
     requests_mock.get(f"{BASE}/metadata/taskdefs/persist_run", status_code=404)
     requests_mock.post(f"{BASE}/metadata/taskdefs", status_code=200)
     requests_mock.put(f"{BASE}/metadata/workflow", status_code=200)
+    _no_loop_running(requests_mock)
     code, lines, err = _run(capsys, "--definitions", str(defs))
     assert code == 0, err
     assert _writes(requests_mock) == [
@@ -157,7 +165,8 @@ def test_an_unreachable_server_is_named(capsys):
     assert "Conductor server at http://127.0.0.1:9/api unreachable" in err
 
 
-def _loop_running(requests_mock) -> None:
+def _loop_running(requests_mock, defs: Path) -> None:
+    """A running loop that took in the definitions of `defs` when it started."""
     requests_mock.get(
         f"{BASE}/workflow/batch_status_poller/correlated/batch-status-poller",
         json=[
@@ -165,46 +174,77 @@ def _loop_running(requests_mock) -> None:
             {"workflowId": "old", "status": "TERMINATED"},
         ],
     )
+    snapshot = json.loads((defs / "workflows" / "batch_status_poller.json").read_text())
+    sweep = snapshot["tasks"][0]["loopOver"][0]
+    sweep["taskDefinition"] = json.loads((defs / "tasks" / "poll_status.json").read_text())
+    requests_mock.get(
+        f"{BASE}/workflow/{LOOP_ID}?includeTasks=false",
+        json={"workflowId": LOOP_ID, "status": "RUNNING", "workflowDefinition": snapshot},
+    )
     requests_mock.delete(f"{BASE}/workflow/{LOOP_ID}", status_code=200)
 
 
-def test_a_changed_poll_status_replaces_the_loop_when_asked(requests_mock, defs, capsys):
-    _server_has(requests_mock, defs, poll_status={"retryCount": 1})
+def _deletes(requests_mock) -> list:
+    return [r for r in requests_mock.request_history if r.method == "DELETE"]
+
+
+def test_a_loop_on_an_old_poll_status_is_replaced_when_asked(requests_mock, defs, capsys):
+    _server_has(requests_mock, defs)
+    _loop_running(requests_mock, defs)
+    _edit(defs / "tasks" / "poll_status.json", retryCount=9)
     requests_mock.put(f"{BASE}/metadata/taskdefs", status_code=200)
-    _loop_running(requests_mock)
     code, lines, err = _run(capsys, "--definitions", str(defs), "--replace-poller-loop")
     assert code == 0, err
-    deletes = [r for r in requests_mock.request_history if r.method == "DELETE"]
-    assert [r.path for r in deletes] == [f"/api/workflow/{LOOP_ID}"]
-    assert deletes[0].qs["reason"] == ["replaced by register: task poll_status changed"]
+    assert [r.path for r in _deletes(requests_mock)] == [f"/api/workflow/{LOOP_ID}"]
+    reason = "replaced by register: it ran on outdated task poll_status"
+    assert _deletes(requests_mock)[0].qs["reason"] == [reason.lower()]
     assert lines[-1].startswith(f"register: terminated the batch_status_poller loop {LOOP_ID}")
 
 
-def test_a_changed_loop_is_left_running_without_the_flag_but_said(requests_mock, defs, capsys):
-    _server_has(requests_mock, defs, batch_status_poller={"description": "before"})
-    requests_mock.put(f"{BASE}/metadata/workflow", status_code=200)
-    _loop_running(requests_mock)
+def test_a_loop_started_before_an_earlier_registration_is_still_outdated(
+    requests_mock, defs, capsys
+):
+    """The server already has the new definitions; the loop does not."""
+    _loop_running(requests_mock, defs)
+    _edit(defs / "workflows" / "batch_status_poller.json", description="new")
+    _server_has(requests_mock, defs)
+    code, lines, err = _run(capsys, "--definitions", str(defs), "--replace-poller-loop")
+    assert code == 0, err
+    assert "register: workflow batch_status_poller v1: unchanged" in lines
+    assert len(_deletes(requests_mock)) == 1
+    assert "outdated workflow batch_status_poller v1" in lines[-1]
+
+
+def test_an_outdated_loop_is_left_running_without_the_flag_but_said(requests_mock, defs, capsys):
+    _loop_running(requests_mock, defs)
+    _edit(defs / "tasks" / "poll_status.json", retryCount=9)
+    _server_has(requests_mock, defs)
     code, lines, err = _run(capsys, "--definitions", str(defs))
     assert code == 0, err
-    assert not any(r.method == "DELETE" for r in requests_mock.request_history)
-    assert "--replace-poller-loop replaces it" in lines[-1]
+    assert _deletes(requests_mock) == []
+    assert lines[-1] == (
+        f"register: the running batch_status_poller loop {LOOP_ID} runs on outdated "
+        "task poll_status: --replace-poller-loop replaces it"
+    )
 
 
-def test_an_unchanged_loop_stays_unless_always(requests_mock, defs, capsys):
+def test_an_up_to_date_loop_stays_unless_always(requests_mock, defs, capsys):
     _server_has(requests_mock, defs)
-    _loop_running(requests_mock)
+    _loop_running(requests_mock, defs)
     code, lines, _ = _run(capsys, "--definitions", str(defs), "--replace-poller-loop")
     assert code == 0
-    assert not any(r.method == "DELETE" for r in requests_mock.request_history)
-    assert "the running loop stays" in lines[-1]
+    assert _deletes(requests_mock) == []
+    assert lines[-1] == "register: the running batch_status_poller loop is up to date: it stays"
     code, lines, _ = _run(capsys, "--definitions", str(defs), "--replace-poller-loop=always")
     assert code == 0
-    assert [r.method for r in requests_mock.request_history].count("DELETE") == 1
+    assert len(_deletes(requests_mock)) == 1
+    assert "--replace-poller-loop=always" in lines[-1]
 
 
 def test_dry_run_only_says_which_loop_it_would_replace(requests_mock, defs, capsys):
-    _server_has(requests_mock, defs, poll_status={"retryCount": 1})
-    _loop_running(requests_mock)
+    _loop_running(requests_mock, defs)
+    _edit(defs / "tasks" / "poll_status.json", retryCount=9)
+    _server_has(requests_mock, defs)
     code, lines, _ = _run(capsys, "--definitions", str(defs), "--dry-run", "--replace-poller-loop")
     assert code == 0
     assert _writes(requests_mock) == []
