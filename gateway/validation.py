@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
-from batchcore import statuses
 from batchcore.errors import ValidationFailed
+from batchcore.runs import lifecycle
+from batchcore.runs.model import REQUEST_FIELDS
 
 from .path_prefixes import relation_problems, validate_path_prefix
 from .problems import (
@@ -41,7 +42,6 @@ from .problems import (
     unknown_problems,
 )
 
-RUN_REQUEST_FIELDS = ("pipeline", "mode", "input_path_prefix", "output_path_prefix", "parameters")
 RUN_MODES = ("BATCH",)
 
 MAX_PIPELINE_LENGTH = 100
@@ -225,7 +225,7 @@ def parse_run_request(body: object, allowed_schemes: frozenset[str]) -> RunReque
     if "parameters" in body:
         details.extend(_parameters_problems(parameters))
 
-    details.extend(unknown_problems(body, RUN_REQUEST_FIELDS, "field", "body"))
+    details.extend(unknown_problems(body, REQUEST_FIELDS, "field", "body"))
 
     raise_if_any(details, "request", "field")
     return RunRequest(
@@ -265,12 +265,12 @@ def parse_list_filters(
             continue
         for item in raw.split(","):
             status = item.strip()
-            if status not in statuses.ALL:
+            if status not in lifecycle.ALL:
                 details.append(
                     problem(
                         "status",
                         "enum",
-                        f"must be one or more of {', '.join(statuses.ALL)}"
+                        f"must be one or more of {', '.join(lifecycle.ALL)}"
                         f" (comma-separated), not {quoted(status)}",
                     )
                 )

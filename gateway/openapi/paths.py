@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batchcore import statuses
+from batchcore.runs import lifecycle
 
 from .. import validation
 from ..inputs import IDEMPOTENCY_HEADER, MAX_WAIT_SECONDS
@@ -123,7 +123,7 @@ PATHS = {
                     "style": "form",
                     "explode": False,
                     "schema": {"type": "array", "minItems": 1, "items": STATUS},
-                    "description": "One or more of " + ", ".join(statuses.ALL) + ","
+                    "description": "One or more of " + ", ".join(lifecycle.ALL) + ","
                     " comma-separated or repeated",
                 },
                 {

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from batchcore import statuses
+from batchcore.runs import lifecycle
 from batchcore.runs.model import HISTORY_FIELDS, PUBLIC_FIELDS
 
 from .. import validation
 from ..path_prefixes import MAX_PATH_LENGTH
 from ..rendering import PIPELINE_FIELDS
 
-STATUS = {"type": "string", "enum": list(statuses.ALL)}
+STATUS = {"type": "string", "enum": list(lifecycle.ALL)}
 _TIMESTAMP = {
     "type": "string",
     "format": "date-time",
