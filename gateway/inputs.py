@@ -98,13 +98,7 @@ def idempotency_key_problems(key: str | None) -> list[Detail]:
     """The problem of an Idempotency-Key header that is not 1 to 255 printable ASCII."""
     if key is None or _IDEMPOTENCY_KEY_RE.fullmatch(key):
         return []
-    return [
-        {
-            "field": IDEMPOTENCY_HEADER,
-            "rule": "format",
-            "message": f"{IDEMPOTENCY_HEADER}: must be 1 to 255 printable ASCII characters",
-        }
-    ]
+    return [problem(IDEMPOTENCY_HEADER, "format", "must be 1 to 255 printable ASCII characters")]
 
 
 # --------------------------------------------------------------------------------- body
