@@ -30,8 +30,9 @@ logs: venv
 migrate: venv
 	set -a && . .stack/stack.env && set +a && $(PY) -m batchcore.migrate
 
+# Options after ARGS=, e.g. make register ARGS="--dry-run" or ARGS="--replace-poller-loop".
 register: venv
-	set -a && . .stack/stack.env && set +a && $(PY) scripts/register_workflows.py
+	set -a && . .stack/stack.env && set +a && $(PY) scripts/register_workflows.py $(ARGS)
 
 demo: up
 	$(PY) scripts/demo.py

@@ -39,7 +39,7 @@ def installed(tmp_path_factory) -> dict:
     """A wheel of the working tree, installed without its dependencies into a fresh venv."""
     work = tmp_path_factory.mktemp("wheel")
     source, wheels, venv, cwd = (work / n for n in ("source", "wheels", "venv", "elsewhere"))
-    shutil.copytree(ROOT, source, ignore=NOT_SOURCES)
+    shutil.copytree(ROOT, source, symlinks=True, ignore=NOT_SOURCES)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     pip = [sys.executable, "-m", "pip"]
     _run([*pip, "wheel", "--no-deps", "--quiet", "--wheel-dir", wheels, source], work, env)

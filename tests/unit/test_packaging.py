@@ -15,13 +15,12 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
-from setuptools import find_packages
 from setuptools.config.setupcfg import read_configuration
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
-# Top-level packages of the service (chaos/ is a namespace package: no __init__.py).
-ROOTS = ("batchcore", "conductor_workers", "gateway", "workbench_sim", "stack")
+# The top-level packages the wheel ships, and the data packages linked into batchcore.
+ROOTS = ("batchcore", "conductor_workers", "gateway", "workbench_sim")
 DATA_PACKAGES = {"batchcore._sql": "sql", "batchcore._workflow_defs": "workflow_defs"}
 
 
@@ -53,17 +52,27 @@ def test_pyproject_keeps_only_the_build_system_and_the_tools_settings():
     assert data["build-system"]["build-backend"] == "setuptools.build_meta"
 
 
-def test_every_package_of_the_service_is_listed(options):
-    found = set(find_packages(str(ROOT), include=[p for r in ROOTS for p in (r, f"{r}.*")]))
-    assert set(ROOTS) <= found  # the scan itself works
-    expected = found | {"chaos"} | set(DATA_PACKAGES)
-    missing, extra = expected - set(options["packages"]), set(options["packages"]) - expected
-    assert not missing, f"add to setup.cfg [options] packages, or the wheel lacks: {missing}"
-    assert not extra, f"setup.cfg [options] packages names what does not exist: {extra}"
+def test_the_top_level_data_folders_are_linked_into_the_package():
+    for package, folder in DATA_PACKAGES.items():
+        link = ROOT.joinpath(*package.split("."))
+        assert link.is_symlink(), f"{link.relative_to(ROOT)} must link to {folder}/"
+        assert link.resolve() == ROOT / folder
+        assert (ROOT / folder / "__init__.py").is_file(), "a regular package, found everywhere"
+
+
+def test_every_package_of_the_service_ships_with_its_data(options):
+    packages = set(options["packages"])
+    assert {*ROOTS, *DATA_PACKAGES} <= packages
+    for root in ROOTS:
+        below = {
+            str(p.parent.relative_to(ROOT)).replace("/", ".")
+            for p in (ROOT / root).rglob("__init__.py")
+        }
+        assert below <= packages, f"left out of the wheel: {below - packages}"
+    assert not {"tests", "scripts", "stack", "chaos", "bench"} & packages, "checkout tooling"
 
 
 def test_sql_and_workflow_definitions_ship_as_package_data(options):
-    assert options["package_dir"] == DATA_PACKAGES
     for package, folder in DATA_PACKAGES.items():
         files = {
             p.relative_to(ROOT / folder).as_posix()
@@ -80,9 +89,9 @@ def test_the_editable_install_reads_the_top_level_folders():
     """Editing sql/ or workflow_defs/ in a checkout takes effect without reinstalling."""
     from batchcore import migrate, queries, registration
 
-    assert Path(str(migrate.MIGRATIONS_DIR)) == ROOT / "sql" / "migrations"
-    assert Path(str(queries.QUERIES_DIR)) == ROOT / "sql" / "queries"
-    assert Path(str(registration.DEFINITIONS_DIR)) == ROOT / "workflow_defs"
+    assert Path(str(migrate.MIGRATIONS_DIR)).resolve() == ROOT / "sql" / "migrations"
+    assert Path(str(queries.QUERIES_DIR)).resolve() == ROOT / "sql" / "queries"
+    assert Path(str(registration.DEFINITIONS_DIR)).resolve() == ROOT / "workflow_defs"
 
 
 def test_the_image_installs_the_runtime_dependencies_of_setup_cfg(options, tmp_path):
