@@ -64,10 +64,9 @@ def _prepare_sweep():
     # shared machine: the service's budget would stop a sweep early and leave the rest to
     # the next one, and the figure is the time one sweep of all of them takes.
     cfg = dataclasses.replace(poll_tasks._sweep_config(), time_budget_seconds=600)
-    pool = poll_tasks._pool()
 
     def run() -> dict:
-        summary = polling.sweep(store, workbench, conductor, cfg, pool)
+        summary = polling.sweep(store, workbench, conductor, cfg)
         return {"checked": summary["checked"], "changed": summary["changed"]}
 
     return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -149,6 +150,13 @@ def failure_backoff(
     return max(backoff * rng.uniform(0.5, 1.0), retry_after or 0)
 
 
+@functools.cache
+def executor(concurrency: int) -> ThreadPoolExecutor:
+    """This process's pool for sweeps of this concurrency: a sweep's calls in flight at once
+    are bounded by its own SweepConfig, whoever calls it."""
+    return ThreadPoolExecutor(concurrency, thread_name_prefix=f"poll{concurrency}")
+
+
 def sync_workflows(
     store: RunStore, conductor: ConductorClient, pool: ThreadPoolExecutor, limit: int
 ) -> int:
@@ -195,11 +203,15 @@ def sweep(
     client: WorkbenchClient,
     conductor: ConductorClient,
     cfg: SweepConfig,
-    pool: ThreadPoolExecutor,
     rng: random.Random | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> dict:
-    """Poll every due run once, batch by batch, within the time budget; return a summary."""
+    """Poll every due run once, batch by batch, within the time budget; return a summary.
+
+    At most cfg.concurrency Workbench or Conductor calls are in flight at once.
+    """
     rng = rng or random.Random()
+    pool = executor(cfg.concurrency)
     started = time.monotonic()
     checked = changed = failed = batches = 0
     while time.monotonic() - started < cfg.time_budget_seconds:
@@ -207,7 +219,7 @@ def sweep(
         if not claimed:
             break
         batches += 1
-        outcomes = list(pool.map(lambda run: poll_one(client, run, cfg, rng), claimed))
+        outcomes = list(pool.map(lambda run: poll_one(client, run, cfg, rng, clock), claimed))
         moved = store.apply_poll_results(outcomes, cfg.interval_seconds)
         checked += len(claimed)
         changed += len(moved)

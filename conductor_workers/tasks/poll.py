@@ -4,7 +4,6 @@
 import functools
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from conductor.client.worker.worker_task import worker_task
 
@@ -24,11 +23,6 @@ def _reconcile_config() -> reconcile.ReconcileConfig:
     return reconcile.ReconcileConfig.from_settings(resources.settings())
 
 
-@functools.cache
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(_sweep_config().concurrency, thread_name_prefix="poll")
-
-
 def _maybe_reconcile() -> dict | None:
     """Run the reconciler when its interval has passed in this process."""
     global _last_reconcile
@@ -46,7 +40,6 @@ def poll_status() -> dict:
         resources.workbench(),
         resources.conductor(),
         _sweep_config(),
-        _pool(),
     )
     repaired = _maybe_reconcile()
     if repaired is not None:

@@ -5,7 +5,6 @@ sweep over N due runs 2 * ceil(N / batch) + 2 at most (the issue's goal is + 5).
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 import pytest
@@ -55,8 +54,7 @@ def test_a_sweep_makes_two_round_trips_per_batch(
     roundtrips.COUNTER.counts.update(statement=0, begin=0, commit=0)
     cfg = polling.SweepConfig(batch_size=2, concurrency=4, interval_seconds=60)
     conductor = ConductorClient(conductor_url)
-    with ThreadPoolExecutor(4) as pool:
-        summary = polling.sweep(RunStore(counted), workbench_client, conductor, cfg, pool)
+    summary = polling.sweep(RunStore(counted), workbench_client, conductor, cfg)
     conductor.close()
     assert summary["checked"] == runs
     batches = math.ceil(runs / cfg.batch_size)

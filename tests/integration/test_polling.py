@@ -60,13 +60,6 @@ def counting_client(stack_env):
 
 
 @pytest.fixture
-def pool():
-    executor = ThreadPoolExecutor(8)
-    yield executor
-    executor.shutdown()
-
-
-@pytest.fixture
 def conductor(conductor_url):
     client = ConductorClient(conductor_url)
     yield client
@@ -87,9 +80,9 @@ def submitted_run(database, client, simulate: dict | None = None) -> dict:
     return fetch_run(database, run["id"])
 
 
-def sweep_until_terminal(database, client, conductor, pool, runs, timeout=60.0):
+def sweep_until_terminal(database, client, conductor, runs, timeout=60.0):
     def all_terminal():
-        polling.sweep(RunStore(database), client, conductor, CFG, pool)
+        polling.sweep(RunStore(database), client, conductor, CFG)
         return all(fetch_run(database, r["id"])["status"] in ("COMPLETED", "FAILED") for r in runs)
 
     await_true(all_terminal, timeout, "every run to reach a terminal status", every=0.3)
@@ -100,7 +93,7 @@ def _ts(value: str) -> datetime:
 
 
 def test_req_3_3_mixed_outcomes_reach_the_workbench_truth(
-    database, workbench_client, conductor, pool, simulator
+    database, workbench_client, conductor, simulator
 ):
     rng = random.Random(7)
     plans = []
@@ -115,7 +108,7 @@ def test_req_3_3_mixed_outcomes_reach_the_workbench_truth(
             plan["error_message"] = f"step {i} ran out of memory"
         plans.append(plan)
     runs = [submitted_run(database, workbench_client, p) for p in plans]
-    sweep_until_terminal(database, workbench_client, conductor, pool, runs)
+    sweep_until_terminal(database, workbench_client, conductor, runs)
     for run, plan in zip(runs, plans, strict=True):
         stored = fetch_run(database, run["id"])
         (job,) = simulator.jobs(run["id"])
@@ -136,7 +129,7 @@ def test_req_3_3_mixed_outcomes_reach_the_workbench_truth(
 
 
 def test_req_3_2_a_job_that_keeps_failing_does_not_stop_the_others(
-    database, workbench_client, conductor, pool, simulator
+    database, workbench_client, conductor, simulator
 ):
     good = [
         submitted_run(database, workbench_client, {"duration_seconds": 0.2, "queue_seconds": 0})
@@ -150,7 +143,7 @@ def test_req_3_2_a_job_that_keeps_failing_does_not_stop_the_others(
         "persist",
         workbench_job_id="wb-does-not-exist",
     )
-    sweep_until_terminal(database, workbench_client, conductor, pool, good)
+    sweep_until_terminal(database, workbench_client, conductor, good)
     stored = fetch_run(database, bad["id"])
     assert stored["status"] == "SUBMITTED"
     assert stored["poll_failures"] >= 1
@@ -159,7 +152,7 @@ def test_req_3_2_a_job_that_keeps_failing_does_not_stop_the_others(
     failures_before = stored["poll_failures"]
     with database.transaction() as cur:
         cur.execute("UPDATE pipeline_runs SET next_poll_at = now() WHERE id = %s", (bad["id"],))
-    polling.sweep(RunStore(database), workbench_client, conductor, CFG, pool)
+    polling.sweep(RunStore(database), workbench_client, conductor, CFG)
     again = fetch_run(database, bad["id"])
     assert again["poll_failures"] == failures_before + 1
     streak_events = [
@@ -172,25 +165,23 @@ def test_req_3_2_a_job_that_keeps_failing_does_not_stop_the_others(
 
 
 def test_req_3_1_two_pollers_at_once_poll_each_due_run_once(
-    database, database_url, counting_client, conductor, pool
+    database, database_url, counting_client, conductor
 ):
     from batchcore.db import Database
 
     runs = [submitted_run(database, counting_client, {"duration_seconds": 60}) for _ in range(40)]
     counting_client.calls.clear()
     other_db = Database(database_url, maxconn=3)
-    other_pool = ThreadPoolExecutor(8)
     try:
         barrier = threading.Barrier(2)
 
-        def one(db, executor):
+        def one(db):
             barrier.wait()
-            return polling.sweep(RunStore(db), counting_client, conductor, CFG, executor)
+            return polling.sweep(RunStore(db), counting_client, conductor, CFG)
 
         with ThreadPoolExecutor(2) as both:
-            results = list(both.map(one, [database, other_db], [pool, other_pool]))
+            results = list(both.map(one, [database, other_db]))
     finally:
-        other_pool.shutdown()
         other_db.close()
     assert sum(r["checked"] for r in results) == len(runs)
     assert set(counting_client.calls.values()) == {1}
@@ -206,14 +197,14 @@ def test_req_3_5_sigkill_mid_sweep_loses_and_duplicates_no_transition(
     ]
     simulator.faults(slow={"seconds": 4, "rate": 1.0})
     code = (
-        "import sys; from concurrent.futures import ThreadPoolExecutor;"
+        "import sys;"
         "from batchcore.db import Database; from batchcore.workbench import WorkbenchClient;"
         "from batchcore.conductor import ConductorClient; from conductor_workers import polling;"
         "from batchcore.runs.store import RunStore;"
         "cfg = polling.SweepConfig(batch_size=50, lease_seconds=3, interval_seconds=1);"
         "db = Database(sys.argv[1]); print('sweeping', flush=True);"
         "polling.sweep(RunStore(db), WorkbenchClient(sys.argv[2], sys.argv[3]),"
-        " ConductorClient(sys.argv[4]), cfg, ThreadPoolExecutor(8))"
+        " ConductorClient(sys.argv[4]), cfg)"
     )
     proc = subprocess.Popen(
         [
@@ -243,12 +234,10 @@ def test_req_3_5_sigkill_mid_sweep_loses_and_duplicates_no_transition(
     simulator.clear()
     assert all(fetch_run(database, r["id"])["status"] == "SUBMITTED" for r in runs)
     client = WorkbenchClient(stack_env["WORKBENCH_API_URL"], stack_env["WORKBENCH_API_TOKEN"])
-    executor = ThreadPoolExecutor(4)
     conductor = ConductorClient(stack_env["CONDUCTOR_SERVER_URL"])
     try:
-        sweep_until_terminal(database, client, conductor, executor, runs, timeout=30)
+        sweep_until_terminal(database, client, conductor, runs, timeout=30)
     finally:
-        executor.shutdown()
         client.close()
         conductor.close()
     for run in runs:
