@@ -1,4 +1,5 @@
-"""The package installs like one: a wheel in a fresh virtualenv migrates an empty database.
+"""The package installs like one: a wheel in a fresh virtualenv migrates an empty database,
+and an editable install warns of nothing and reads the checkout's sql/.
 
 Run from a directory outside the checkout, so that only the installed package can answer. The
 runtime dependencies come from the project's own virtualenv (a path entry, not an install of
@@ -106,3 +107,20 @@ def test_the_installed_register_command_reads_the_shipped_definitions(installed,
     shutil.copy(ROOT / "scripts" / "register_workflows.py", cwd / "scripts")
     script = _run([installed["python"], "scripts/register_workflows.py", *argv], cwd, env)
     assert script.stdout == console.stdout
+
+
+def test_an_editable_install_warns_of_nothing_and_reads_the_checkout(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path, env)
+    python = venv / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-e", ROOT]
+    install = _run(pip, tmp_path, env)
+    output = install.stdout + install.stderr
+    assert "warning" not in output.lower(), output
+    where = _run(
+        [python, "-c", "from batchcore import migrate; print(migrate.MIGRATIONS_DIR.resolve())"],
+        tmp_path,
+        {**env, "PYTHONPATH": sysconfig.get_paths()["purelib"]},  # the dependencies
+    )
+    assert where.stdout.strip() == str(ROOT / "sql" / "migrations")
