@@ -1,4 +1,4 @@
-"""compose.yaml and the Dockerfile agree with the code: names, commands, order, secrets.
+"""compose.yaml agrees with the code: names, commands, order, secrets.
 
 There is no Docker engine in CI, so these tests read the files instead of running them.
 """
@@ -19,7 +19,6 @@ from batchcore.settings import known_names
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
-DOCKERFILE = ROOT / "Dockerfile"
 
 # Services built from this project's image that read batchcore.settings.
 OWN_SERVICES = ("gateway", "submit-workers", "poller", "migrate")
@@ -361,48 +360,6 @@ def test_conductor_runs_the_local_stacks_release_on_postgres(services: dict) -> 
     assert any(str(p).endswith(":5000") for p in conductor.get("ports", [])), "UI port"
 
 
-def test_dockerfile(services: dict) -> None:
-    text = DOCKERFILE.read_text()
-    instructions = [
-        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
-    ]
-    froms = [line for line in instructions if line.upper().startswith("FROM ")]
-    assert froms and froms[-1].split()[1].startswith("python:3.11-slim")
-    users = [line.split()[1] for line in instructions if line.upper().startswith("USER ")]
-    assert users and users[-1].split(":")[0] not in ("root", "0"), "the image must not run as root"
-    commands = "\n".join(instructions)
-    assert "[test]" not in commands and "pytest" not in commands, "no dev deps in the image"
-    assert "COPY setup.cfg ./" in instructions, "runtime dependencies come from setup.cfg"
-    cmd = next(line for line in reversed(instructions) if line.upper().startswith("CMD "))
-    argv = yaml.safe_load(cmd[4:])  # the exec form is a JSON array
-    assert argv == _command(services["gateway"]), "the default command is the gateway's"
-    for path in _files_run_by(argv):
-        assert path.is_file(), f"the Dockerfile's CMD needs {path.relative_to(ROOT)}"
-
-
-def test_files_the_commands_name_by_path_are_in_the_image(services: dict) -> None:
-    """The image holds the installed package, and beside it only the files named by path."""
-    instructions = [
-        " ".join(line.split()) for line in DOCKERFILE.read_text().splitlines() if line.strip()
-    ]
-    runtime = instructions[max(i for i, s in enumerate(instructions) if s.startswith("FROM ")) :]
-    copied = {
-        args[0]: args[1]
-        for args in (line.split()[1:] for line in runtime if line.startswith("COPY "))
-        if not args[0].startswith("--")
-    }
-    named = set()
-    for name in (*OWN_SERVICES, SIMULATOR):
-        for argv in _argv_lists(_command(services[name])):
-            if argv[0].startswith("python") and argv[1] not in ("-m", "-c"):
-                named.add(argv[1])
-            if argv[0] == "gunicorn" and "-c" in argv:
-                named.add(argv[argv.index("-c") + 1])
-    assert named == {"scripts/register_workflows.py", "gateway/gunicorn.conf.py"}
-    for path in named:
-        assert copied.get(path) == f"{Path(path).parent}/", f"the image lacks {path}"
-
-
 @pytest.mark.parametrize(
     "relative",
     [
@@ -415,12 +372,3 @@ def test_files_the_commands_name_by_path_are_in_the_image(services: dict) -> Non
 )
 def test_entry_points_exist(relative: str) -> None:
     assert (ROOT / relative).is_file()
-
-
-def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
-    ignored = {
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    }
-    assert {".git", ".venv", ".stack", ".env"} <= ignored

@@ -1,4 +1,4 @@
-"""setup.cfg ships every package and its data; the Dockerfile installs what setup.cfg says.
+"""setup.cfg ships every package and its data; the Docker image installs what setup.cfg says.
 
 No Docker engine runs here: the Dockerfile's own dependency extraction is run against
 setup.cfg instead. tests/integration/test_wheel.py installs a built wheel for real.
@@ -15,13 +15,21 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
+import yaml
 from setuptools.config.setupcfg import read_configuration
+
+from tests.unit.test_compose import OWN_SERVICES, SIMULATOR, _argv_lists, _command, _files_run_by
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 # The top-level packages the wheel ships, and the data packages linked into batchcore.
 ROOTS = ("batchcore", "conductor_workers", "gateway", "workbench_sim")
 DATA_PACKAGES = {"batchcore._sql": "sql", "batchcore._workflow_defs": "workflow_defs"}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict]:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +133,54 @@ def test_the_image_installs_the_project_from_its_wheel_not_editable():
     # The runtime stage has no copy of the source tree: the installed package is what runs.
     copies = [line.split()[1:] for line in runtime if line.startswith("COPY ")]
     assert all(args[0] != "." for args in copies), copies
+
+
+def test_dockerfile(services: dict) -> None:
+    text = DOCKERFILE.read_text()
+    instructions = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    ]
+    froms = [line for line in instructions if line.upper().startswith("FROM ")]
+    assert froms and froms[-1].split()[1].startswith("python:3.11-slim")
+    users = [line.split()[1] for line in instructions if line.upper().startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "the image must not run as root"
+    commands = "\n".join(instructions)
+    assert "[test]" not in commands and "pytest" not in commands, "no dev deps in the image"
+    assert "COPY setup.cfg ./" in instructions, "runtime dependencies come from setup.cfg"
+    cmd = next(line for line in reversed(instructions) if line.upper().startswith("CMD "))
+    argv = yaml.safe_load(cmd[4:])  # the exec form is a JSON array
+    assert argv == _command(services["gateway"]), "the default command is the gateway's"
+    for path in _files_run_by(argv):
+        assert path.is_file(), f"the Dockerfile's CMD needs {path.relative_to(ROOT)}"
+
+
+def test_files_the_commands_name_by_path_are_in_the_image(services: dict) -> None:
+    """The image holds the installed package, and beside it only the files named by path."""
+    instructions = [
+        " ".join(line.split()) for line in DOCKERFILE.read_text().splitlines() if line.strip()
+    ]
+    runtime = instructions[max(i for i, s in enumerate(instructions) if s.startswith("FROM ")) :]
+    copied = {
+        args[0]: args[1]
+        for args in (line.split()[1:] for line in runtime if line.startswith("COPY "))
+        if not args[0].startswith("--")
+    }
+    named = set()
+    for name in (*OWN_SERVICES, SIMULATOR):
+        for argv in _argv_lists(_command(services[name])):
+            if argv[0].startswith("python") and argv[1] not in ("-m", "-c"):
+                named.add(argv[1])
+            if argv[0] == "gunicorn" and "-c" in argv:
+                named.add(argv[argv.index("-c") + 1])
+    assert named == {"scripts/register_workflows.py", "gateway/gunicorn.conf.py"}
+    for path in named:
+        assert copied.get(path) == f"{Path(path).parent}/", f"the image lacks {path}"
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", ".stack", ".env"} <= ignored
