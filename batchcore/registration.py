@@ -202,7 +202,7 @@ class Server:
         else:
             path = f"/metadata/workflow/{quote(d.name, safe='')}"
             params = {"version": d.body["version"]}
-        resp = self._send("GET", path, d, params=params)
+        resp = self._send("GET", path, params=params)
         # Some releases answer a missing task definition with 200 and an empty body.
         if resp.status_code == 404 or (resp.status_code == 200 and not resp.content):
             return None
@@ -211,24 +211,30 @@ class Server:
                 f"could not read {d.label} from {self.base} (HTTP {resp.status_code}): "
                 f"{_reason(resp)}"
             )
-        return resp.json()
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise RegistrationError(
+                f"{self.base} answered {d.label} with something other than JSON: "
+                f"{resp.text[:200]!r}"
+            ) from exc
 
     def write(self, change: Change) -> None:
         """Create or update the server's copy."""
         d = change.definition
         if d.kind == "workflow":  # PUT takes a list and creates or updates each
-            resp = self._send("PUT", "/metadata/workflow", d, json=[d.body])
+            resp = self._send("PUT", "/metadata/workflow", json=[d.body])
         elif change.action == CREATE:
-            resp = self._send("POST", "/metadata/taskdefs", d, json=[d.body])
+            resp = self._send("POST", "/metadata/taskdefs", json=[d.body])
         else:
-            resp = self._send("PUT", "/metadata/taskdefs", d, json=d.body)
+            resp = self._send("PUT", "/metadata/taskdefs", json=d.body)
         if resp.status_code >= 300:
             raise RegistrationError(
                 f"{d.kind} definition '{d.title}' rejected "
                 f"(HTTP {resp.status_code}): {_reason(resp)}"
             )
 
-    def _send(self, method: str, path: str, d: Definition, **kwargs) -> requests.Response:
+    def _send(self, method: str, path: str, **kwargs) -> requests.Response:
         try:
             return self.session.request(
                 method, f"{self.base}{path}", timeout=self.timeout, **kwargs

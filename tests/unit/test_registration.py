@@ -249,3 +249,21 @@ def test_dry_run_only_says_which_loop_it_would_replace(requests_mock, defs, caps
     assert code == 0
     assert _writes(requests_mock) == []
     assert lines[-1].startswith(f"register: would terminate the batch_status_poller loop {LOOP_ID}")
+
+
+def test_a_loop_that_cannot_be_checked_fails_only_when_replacing_was_asked(
+    requests_mock, defs, capsys
+):
+    _server_has(requests_mock, defs)
+    requests_mock.get(
+        f"{BASE}/workflow/batch_status_poller/correlated/batch-status-poller",
+        status_code=500,
+        json={"message": "boom"},
+    )
+    code, lines, err = _run(capsys, "--definitions", str(defs))
+    assert code == 0
+    assert "could not check the batch_status_poller loop" in err and "boom" in err
+    assert lines[-1].endswith("5 unchanged at " + BASE)
+    code, _, err = _run(capsys, "--definitions", str(defs), "--replace-poller-loop")
+    assert code == 1
+    assert "boom" in err
