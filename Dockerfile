@@ -10,8 +10,9 @@
 # Build: docker build -t batch-pipeline-runs .   (or: docker compose build)
 
 # Stage 1: the project as a wheel. sql/ and workflow_defs/ ship inside it as package data
-# (setup.cfg), so the installed package finds its migrations, named queries and workflow
-# definitions from any directory.
+# (through the symlinks batchcore/_sql and batchcore/_workflow_defs, see setup.cfg), so the
+# installed package finds its migrations, named queries and workflow definitions from any
+# directory.
 FROM python:3.11-slim AS wheel
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -38,7 +39,7 @@ WORKDIR /app
 # Every pinned dependency ships manylinux wheels (psycopg2-binary included): no compiler needed.
 # tests/unit/test_packaging.py runs this extraction against setup.cfg.
 COPY setup.cfg ./
-RUN python -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); print(c['options']['install_requires'].strip())" \
+RUN python -c "import configparser; c = configparser.RawConfigParser(); c.read('setup.cfg'); print(c['options']['install_requires'].strip())" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt setup.cfg
