@@ -1,4 +1,8 @@
-"""How long to wait before retrying a call: jittered exponential backoff and ``Retry-After``."""
+"""How long to wait before retrying a call: jittered exponential backoff and ``Retry-After``.
+
+Every delay handed out here is finite, non-negative and capped, whatever a server answered:
+a ``Retry-After`` that is negative, unparsable or absurd counts as absent.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,31 @@ import random
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-__all__ = ["RETRY_AFTER_CEILING_SECONDS", "backoff_delay", "parse_retry_after"]
+__all__ = [
+    "POLL_DELAY_CEILING_SECONDS",
+    "RETRY_AFTER_ABSURD_SECONDS",
+    "RETRY_AFTER_CEILING_SECONDS",
+    "backoff_delay",
+    "next_poll_delay",
+    "parse_retry_after",
+]
 
 # A server's Retry-After is honoured, even above the caller's cap, but never beyond this.
 RETRY_AFTER_CEILING_SECONDS = 300.0
+# No rate limit asks for more than a day: a longer Retry-After is a bug or a hostile answer
+# (1e12, a date in year 9999), so it is ignored rather than honoured up to the ceiling.
+RETRY_AFTER_ABSURD_SECONDS = 86400.0
+# The longest a run waits for its next status poll, whatever the backoff or the server says.
+POLL_DELAY_CEILING_SECONDS = RETRY_AFTER_CEILING_SECONDS
+
+
+def usable_retry_after(seconds: float | None) -> float | None:
+    """``seconds`` capped at the ceiling; None when absent, not a number, negative or absurd."""
+    if seconds is None or not isinstance(seconds, int | float):
+        return None
+    if not (0.0 <= seconds <= RETRY_AFTER_ABSURD_SECONDS):  # also false for NaN
+        return None
+    return min(float(seconds), RETRY_AFTER_CEILING_SECONDS)
 
 
 def backoff_delay(
@@ -36,16 +61,26 @@ def backoff_delay(
     ceiling = min(cap, base * 2.0 ** min(attempt, 64))
     delay = (rng or random).uniform(0.0, ceiling)
     delay = min(max(delay, 0.0), ceiling)  # uniform() may round past its bounds
-    if retry_after is not None and not math.isnan(retry_after):
-        delay = max(delay, min(max(retry_after, 0.0), RETRY_AFTER_CEILING_SECONDS))
-    return delay
+    floor = usable_retry_after(retry_after)
+    return delay if floor is None else max(delay, floor)
+
+
+def next_poll_delay(
+    backoff: float, retry_after: float | None, ceiling: float = POLL_DELAY_CEILING_SECONDS
+) -> float:
+    """Seconds until a run is polled again: the longer of ``backoff`` and a usable
+    ``retry_after``, never more than ``ceiling`` (a NaN backoff counts as the ceiling)."""
+    if math.isnan(backoff):
+        backoff = ceiling
+    delay = max(backoff, usable_retry_after(retry_after) or 0.0, 0.0)
+    return min(delay, ceiling)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP-date; None if unusable.
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP-date), capped at
+    :data:`RETRY_AFTER_CEILING_SECONDS`; None if absent, unparsable, negative or absurd.
 
-    Past dates and negative numbers give 0. The result is not capped here; see
-    :func:`backoff_delay` for the ceiling.
+    A date in the past means "now" and gives 0.
     """
     if value is None:
         return None
@@ -57,7 +92,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     except ValueError:
         pass
     else:
-        return max(seconds, 0.0) if math.isfinite(seconds) else None
+        return usable_retry_after(seconds)
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -66,4 +101,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return None
     if when.tzinfo is None:  # "-0000" means UTC with no further information
         when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+    try:
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    except OverflowError:  # pragma: no cover - datetimes of years 1..9999 always subtract
+        return None
+    return usable_retry_after(max(seconds, 0.0))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from batchcore import settings
-from batchcore.backoff import backoff_delay
+from batchcore.backoff import backoff_delay, next_poll_delay
 from batchcore.conductor import ConductorClient
 from batchcore.errors import ConductorUnavailable, WorkbenchError
 from batchcore.runs import lifecycle, workflow
@@ -147,7 +147,7 @@ def failure_backoff(
     """Seconds until a run whose status calls failed `failures` sweeps in a row is asked
     again: the interval doubled per failure, jittered, capped, never before Retry-After."""
     backoff = min(MAX_FAILURE_BACKOFF_SECONDS, interval_seconds * 2 ** min(failures, 10))
-    return max(backoff * rng.uniform(0.5, 1.0), retry_after or 0)
+    return next_poll_delay(backoff * rng.uniform(0.5, 1.0), retry_after)
 
 
 @functools.cache
