@@ -172,6 +172,14 @@ VARIABLES: tuple[Var, ...] = (
         "How long a claimed run is held by one poller before another may take it",
     ),
     Var(
+        "POLL_GIVE_UP_SECONDS",
+        "poll_give_up_seconds",
+        _number(int, 60, 604800),
+        "3600",
+        "How long a run's status may keep failing to be read for a reason retrying cannot fix "
+        "(an unknown status, a malformed answer, 401/403) before the poller ends it FAILED",
+    ),
+    Var(
         "RECONCILE_INTERVAL_SECONDS",
         "reconcile_interval_seconds",
         _number(int, 5, 86400),
