@@ -263,6 +263,25 @@ VARIABLES: tuple[Var, ...] = (
         "127.0.0.1:8001",
         "host:port where a worker service serves /healthz, /readyz and /metrics",
     ),
+    Var(
+        "CONDUCTOR_DATABASE_URL",
+        "conductor_database_url",
+        _database_url,
+        None,
+        "Conductor's own PostgreSQL, read-only: detects its dead unack processor "
+        "(conductor-oss/conductor#326); unset, the check is off",
+        secret=True,
+        empty="",
+    ),
+    Var(
+        "CONDUCTOR_STUCK_MESSAGE_SECONDS",
+        "conductor_stuck_message_seconds",
+        # Below 150 s a healthy server (unacks every 60 s, 60 s past delivery) could alarm.
+        _number(int, 150, 86400),
+        "300",
+        "How long past its delivery time a popped, unacknowledged message in Conductor's "
+        "queue means its unack processor has died",
+    ),
     Var("LOG_LEVEL", "log_level", _log_level, "INFO", "Log level of every process"),
 )
 

@@ -6,10 +6,49 @@ import json
 import threading
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from batchcore.conductor_queue import QueueHealth, QueueWatch
+
+# --- conductor-oss/conductor#326: Conductor's dead unack processor (batchcore.conductor_queue).
+QUEUE_STUCK_MESSAGES = Gauge(
+    "conductor_queue_stuck_messages",
+    "Popped, unacknowledged messages in Conductor's queue past the threshold "
+    "(> 0: its unack processor has died, conductor-oss/conductor#326; restart Conductor)",
+    multiprocess_mode="mostrecent",
+)
+QUEUE_STUCK_OLDEST = Gauge(
+    "conductor_queue_stuck_oldest_seconds",
+    "Age past its delivery time of the oldest such message (0 when none)",
+    multiprocess_mode="mostrecent",
+)
+QUEUE_CHECK_OK = Gauge(
+    "conductor_queue_check_ok",
+    "1 when the last check of Conductor's queue could read its database, else 0",
+    multiprocess_mode="mostrecent",
+)
+
+
+def _export_queue_health(health: QueueHealth) -> None:
+    QUEUE_CHECK_OK.set(0 if health.error else 1)
+    if not health.error:
+        QUEUE_STUCK_MESSAGES.set(health.stuck_messages)
+        QUEUE_STUCK_OLDEST.set(health.oldest_seconds)
+
+
+def watch_conductor_queue(database_url: str, stuck_after_seconds: int) -> QueueWatch | None:
+    """Check Conductor's queue every 30 s and export it; None when no database URL is set."""
+    if not database_url:
+        return None
+    watch = QueueWatch(database_url, stuck_after_seconds, on_check=_export_queue_health)
+    watch.start()
+    return watch
+
+
+# --- the HTTP endpoints.
 
 
 def make_app(alive: Callable[[], dict], ready: Callable[[], dict], metrics_dir: str):

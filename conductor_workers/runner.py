@@ -72,8 +72,17 @@ def run(role: str) -> int:
         workers = handler.get_worker_process_status()
         return {"ok": handler.is_healthy(), "role": role, "workers": workers}
 
+    # conductor-oss/conductor#326, read in Conductor's database: a detail of readiness (and
+    # gauges), not a failure of it, since restarting this service would not cure Conductor.
+    queue_watch = health.watch_conductor_queue(
+        cfg.conductor_database_url, cfg.conductor_stuck_message_seconds
+    )
+
     def ready() -> dict:
-        return supervision.readiness(db, conductor)
+        result = supervision.readiness(db, conductor)
+        if queue_watch is not None:
+            result["conductor_queue"] = queue_watch.report()
+        return result
 
     def on_signal(signum, _frame):
         log.info("received signal %s; stopping workers", signum)
@@ -89,6 +98,8 @@ def run(role: str) -> int:
             conductor, RunStore(db), cfg.poll_interval_seconds, stop
         )
     stop.wait()
+    if queue_watch is not None:
+        queue_watch.stop()
     handler.stop_processes()
     db.close()
     log.info("%s workers stopped", role)
