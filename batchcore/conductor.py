@@ -142,14 +142,15 @@ class ConductorClient:
             params={"includeTasks": str(include_tasks).lower()},
         ).json()
 
-    def complete_task(self, workflow_id: str, task_ref: str, status: str, output: dict) -> None:
-        """Complete a task (such as a WAIT) from outside by its reference name."""
-        self._call(
+    def complete_task(self, workflow_id: str, task_ref: str, status: str, output: dict) -> str:
+        """Complete a task (such as a WAIT) from outside by its reference name; return its id,
+        or "" when the workflow has no such task pending (Conductor then answers 200, empty)."""
+        return self._call(
             "POST",
             f"/tasks/{quote(workflow_id, safe='')}/{quote(task_ref, safe='')}/{status}",
             f"complete task {task_ref}",
             json=output,
-        )
+        ).text.strip()
 
     def terminate(self, workflow_id: str, reason: str) -> None:
         """Terminate a running workflow."""

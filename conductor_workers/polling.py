@@ -183,19 +183,23 @@ def finish_workflow(conductor: ConductorClient, run: Run) -> bool:
         "error_message": run.error_message,
     }
     try:
-        conductor.complete_task(wf_id, workflow.WAIT_TASK_REF, "COMPLETED", output)
-        return True
-    except ConductorUnavailable as first:
-        try:
-            found = conductor.get_workflow(wf_id, include_tasks=False)
-        except ConductorUnavailable:
-            log.warning("could not finish workflow %s of run %s: %s", wf_id, run.id, first.message)
-            return False
-        if found.get("status") not in workflow.LIVE:
-            log.info("workflow %s of run %s is already %s", wf_id, run.id, found["status"])
+        if conductor.complete_task(wf_id, workflow.WAIT_TASK_REF, "COMPLETED", output):
             return True
-        # Still running: its WAIT task may not be scheduled yet; a later sweep tries again.
+        problem = "its WAIT task is not pending"
+    except ConductorUnavailable as exc:
+        problem = exc.message
+    try:
+        found = conductor.get_workflow(wf_id, include_tasks=False)
+    except ConductorUnavailable:
+        log.warning("could not finish workflow %s of run %s: %s", wf_id, run.id, problem)
         return False
+    if found.get("status") not in workflow.LIVE:
+        log.info("workflow %s of run %s is already %s", wf_id, run.id, found["status"])
+        return True
+    # Still running: its WAIT task is not scheduled yet (Conductor answers 200 with no task
+    # id then, having completed nothing); a later sweep tries again.
+    log.info("workflow %s of run %s: %s yet; a later sweep retries", wf_id, run.id, problem)
+    return False
 
 
 def sweep(

@@ -17,10 +17,14 @@ import pytest
 
 from batchcore.conductor import ConductorClient
 from batchcore.runs import workflow
+from batchcore.runs.model import Transition
 from batchcore.runs.store import RunStore
 from batchcore.workbench import WorkbenchClient
 from conductor_workers import polling, submission
+from tests.integration import private_workflow as workflows
 from tests.integration.helpers import await_true, fetch_run, history, make_run
+
+private_workflow = workflows.private_workflow  # a fixture
 
 CFG = polling.SweepConfig(
     batch_size=7,
@@ -302,3 +306,51 @@ def test_req_6_two_worker_services_never_start_two_poller_loops(database, conduc
     assert len(after) == 1, after
     assert {i for i in ids if i} <= after
     assert not before or before == after
+
+
+def test_issue_10_4_a_wait_completion_that_failed_or_came_early_is_retried_by_a_later_sweep(
+    database, workbench_client, conductor, private_workflow
+):
+    name, started = private_workflow
+    run = make_run(database)
+    started.append(str(run["id"]))
+    store = RunStore(database)
+    workflow_id = conductor.start_workflow(name, 1, str(run["id"]), {})
+    store.set_workflow_id(run["id"], workflow_id)
+    # The job ended while the workflow was still in its submit task, before its WAIT.
+    store.transition(
+        run["id"], Transition("SUBMITTED", "test", "s", workbench_job_id=f"wb-{run['id']}")
+    )
+    store.transition(run["id"], Transition("COMPLETED", "test", "the job succeeded"))
+
+    def synced() -> bool:
+        return fetch_run(database, run["id"])["workflow_synced_at"] is not None
+
+    unreachable = ConductorClient("http://127.0.0.1:9/api", timeout=1)
+    try:
+        assert polling.sweep(store, workbench_client, unreachable, CFG)["synced"] == 0
+    finally:
+        unreachable.close()
+    assert not synced()
+    assert polling.sweep(store, workbench_client, conductor, CFG)["synced"] == 0, (
+        "completed a WAIT task that does not exist yet"
+    )
+    assert not synced()
+    assert conductor.get_workflow(workflow_id, include_tasks=False)["status"] == "RUNNING"
+    conductor.complete_task(workflow_id, workflow.SUBMIT_TASK_REF, "COMPLETED", {})
+
+    def waiting() -> bool:
+        tasks = conductor.get_workflow(workflow_id)["tasks"]
+        return any(
+            t["referenceTaskName"] == workflow.WAIT_TASK_REF and t["status"] == "IN_PROGRESS"
+            for t in tasks
+        )
+
+    await_true(waiting, 10, "the workflow to reach its WAIT task")
+    assert polling.sweep(store, workbench_client, conductor, CFG)["synced"] == 1
+    assert synced()
+    done = conductor.get_workflow(workflow_id)
+    assert done["status"] == "COMPLETED"
+    (wait,) = [t for t in done["tasks"] if t["referenceTaskName"] == workflow.WAIT_TASK_REF]
+    assert wait["outputData"]["status"] == "COMPLETED"
+    assert polling.sweep(store, workbench_client, conductor, CFG)["synced"] == 0

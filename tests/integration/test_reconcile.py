@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import requests
 
 from batchcore.conductor import ConductorClient
 from batchcore.runs.store import RunStore
 from conductor_workers import reconcile, submission
+from tests.integration import private_workflow as workflows
 from tests.integration.helpers import fetch_run, history, make_run
+
+private_workflow = workflows.private_workflow  # a fixture
 
 CFG = reconcile.ReconcileConfig(
     pending_after_seconds=60,
@@ -26,62 +28,6 @@ def conductor(conductor_url):
     client = ConductorClient(conductor_url)
     yield client
     client.close()
-
-
-@pytest.fixture
-def test_workflow(conductor_url, database):
-    """A private workflow with a SIMPLE task referenced as `submit` (no worker polls it),
-    and a pipeline of this test's database that runs it; every execution is terminated after."""
-    name = f"test_reconcile_{uuid.uuid4().hex[:8]}"
-    requests.post(
-        f"{conductor_url}/metadata/taskdefs",
-        json=[
-            {
-                "name": name,
-                "retryCount": 0,
-                "timeoutSeconds": 600,
-                "responseTimeoutSeconds": 300,
-            }
-        ],
-        timeout=10,
-    ).raise_for_status()
-    requests.put(
-        f"{conductor_url}/metadata/workflow",
-        json=[
-            {
-                "name": name,
-                "version": 1,
-                "schemaVersion": 2,
-                "tasks": [
-                    {"name": name, "taskReferenceName": "submit", "type": "SIMPLE"},
-                    {
-                        "name": "await_completion",
-                        "taskReferenceName": "await_completion",
-                        "type": "WAIT",
-                    },
-                ],
-            }
-        ],
-        timeout=10,
-    ).raise_for_status()
-    with database.transaction() as cur:
-        cur.execute("UPDATE pipelines SET workflow_name = %s WHERE name = 'demo-batch'", (name,))
-    started: list[str] = []
-    yield name, started
-    for run_id in started:
-        resp = requests.get(
-            f"{conductor_url}/workflow/{name}/correlated/{run_id}",
-            params={"includeClosed": "false"},
-            timeout=10,
-        )
-        for wf in resp.json():
-            requests.delete(
-                f"{conductor_url}/workflow/{wf['workflowId']}",
-                params={"reason": "test cleanup"},
-                timeout=10,
-            )
-    requests.delete(f"{conductor_url}/metadata/workflow/{name}/1", timeout=10)
-    requests.delete(f"{conductor_url}/metadata/taskdefs/{name}", timeout=10)
 
 
 def _age(database, run_id, seconds=600):
@@ -101,9 +47,9 @@ def _reconciler_events(database, run_id):
 
 
 def test_req_6_1_pending_run_whose_start_was_lost_gets_its_workflow(
-    database, conductor, test_workflow
+    database, conductor, private_workflow
 ):
-    name, started = test_workflow
+    name, started = private_workflow
     run = make_run(database)
     started.append(str(run["id"]))
     fresh = reconcile.reconcile(RunStore(database), conductor, CFG)
@@ -120,9 +66,9 @@ def test_req_6_1_pending_run_whose_start_was_lost_gets_its_workflow(
 
 
 def test_req_6_1_pending_run_whose_workflow_was_terminated_fails_explicitly(
-    database, conductor, test_workflow
+    database, conductor, private_workflow
 ):
-    name, started = test_workflow
+    name, started = private_workflow
     run = make_run(database)
     started.append(str(run["id"]))
     workflow_id = _start(conductor, name, run)
@@ -137,9 +83,9 @@ def test_req_6_1_pending_run_whose_workflow_was_terminated_fails_explicitly(
 
 
 def test_req_6_1_job_id_of_an_ended_workflow_is_recovered(
-    database, conductor, conductor_url, test_workflow
+    database, conductor, conductor_url, private_workflow
 ):
-    name, started = test_workflow
+    name, started = private_workflow
     run = make_run(database)
     started.append(str(run["id"]))
     workflow_id = _start(conductor, name, run)
@@ -151,8 +97,8 @@ def test_req_6_1_job_id_of_an_ended_workflow_is_recovered(
     assert (stored["status"], stored["workbench_job_id"]) == ("SUBMITTED", "wb-lost")
 
 
-def test_req_6_1_restarts_are_bounded_then_the_run_fails(database, conductor, test_workflow):
-    name, started = test_workflow
+def test_req_6_1_restarts_are_bounded_then_the_run_fails(database, conductor, private_workflow):
+    name, started = private_workflow
     run = make_run(database)
     started.append(str(run["id"]))
     _age(database, run["id"])
@@ -167,9 +113,9 @@ def test_req_6_1_restarts_are_bounded_then_the_run_fails(database, conductor, te
 
 
 def test_req_6_1_active_run_whose_workflow_was_terminated_gets_a_new_one(
-    database, conductor, test_workflow
+    database, conductor, private_workflow
 ):
-    name, started = test_workflow
+    name, started = private_workflow
     run = make_run(database)
     started.append(str(run["id"]))
     workflow_id = _start(conductor, name, run)
@@ -191,7 +137,7 @@ def test_req_6_1_active_run_whose_workflow_was_terminated_gets_a_new_one(
     assert event["details"]["previous_workflow_status"] == "TERMINATED"
 
 
-def test_req_6_1_a_job_the_workbench_lost_ends_the_run(database, conductor, test_workflow):
+def test_req_6_1_a_job_the_workbench_lost_ends_the_run(database, conductor, private_workflow):
     run = make_run(database)
     submission.persist(
         RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-9"
@@ -231,3 +177,50 @@ def test_req_6_1_a_repeated_submitted_after_the_poller_moved_on_is_a_no_op(datab
         RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-5"
     )
     assert again == {"status": "RUNNING", "changed": False}
+
+
+def test_issue_10_5_a_pending_run_is_attached_to_its_running_workflow(
+    database, conductor, private_workflow
+):
+    name, started = private_workflow
+    run = make_run(database)
+    started.append(str(run["id"]))
+    # The gateway started the workflow but died before recording its id.
+    workflow_id = _start(conductor, name, run)
+    _age(database, run["id"])
+    assert reconcile.reconcile(RunStore(database), conductor, CFG) == {"attached": 1}
+    stored = fetch_run(database, run["id"])
+    assert (stored["status"], stored["conductor_workflow_id"]) == ("PENDING", workflow_id)
+    assert [w["workflowId"] for w in conductor.correlated(name, str(run["id"]))] == [workflow_id]
+    (event,) = _reconciler_events(database, run["id"])
+    assert event["details"] == {
+        "action": "attached",
+        "workflow_id": workflow_id,
+        "previous_workflow_id": None,
+    }
+    assert reconcile.reconcile(RunStore(database), conductor, CFG) == {"still_running": 1}
+
+
+def test_issue_10_5_an_active_run_whose_workflow_vanished_gets_a_new_one(
+    database, conductor, private_workflow
+):
+    name, started = private_workflow
+    run = make_run(database)
+    started.append(str(run["id"]))
+    vanished = str(uuid.uuid4())  # Conductor answers 404: archived, purged, another cluster
+    with database.transaction() as cur:
+        cur.execute(
+            "UPDATE pipeline_runs SET conductor_workflow_id = %s WHERE id = %s",
+            (vanished, run["id"]),
+        )
+    submission.persist(
+        RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-404"
+    )
+    assert reconcile.reconcile(RunStore(database), conductor, CFG) == {"replaced": 1}
+    stored = fetch_run(database, run["id"])
+    assert stored["status"] == "SUBMITTED"
+    (live,) = conductor.correlated(name, str(run["id"]))
+    assert stored["conductor_workflow_id"] == live["workflowId"] != vanished
+    (event,) = _reconciler_events(database, run["id"])
+    assert event["details"]["previous_workflow_status"] == "missing"
+    assert event["details"]["previous_workflow_id"] == vanished

@@ -72,20 +72,18 @@ class FakeConductor:
         self._check()
         self.workflows[workflow_id].update(status="TERMINATED", reasonForIncompletion=reason)
 
-    def complete_task(self, workflow_id, task_ref, status, output) -> None:
+    def complete_task(self, workflow_id, task_ref, status, output) -> str:
         self._check()
         with self._lock:
             if self.complete_failures:
                 raise self.complete_failures.pop(0)
         workflow = self.workflows.get(workflow_id)
         if workflow is None or task_ref not in workflow["waiting"]:
-            raise ConductorUnavailable(
-                f"refused to complete {task_ref} of {workflow_id}: HTTP 400",
-                details=[{"status_code": 400}],
-            )
+            return ""  # as Conductor 3.32 does: 200, no task id, nothing completed
         workflow["waiting"].discard(task_ref)
         workflow["status"] = "COMPLETED"
         self.completed.append((workflow_id, task_ref, status, output))
+        return f"task-{len(self.completed)}"
 
 
 class FakeWorkbench:

@@ -216,13 +216,19 @@ def test_get_workflow_not_found_is_conductor_unavailable_with_the_answer(client,
 def test_complete_task_posts_the_output_map_as_the_body(client, requests_mock):
     requests_mock.post(f"{BASE}/tasks/wf-1/wait_for_job/COMPLETED", text="task-id")
     output = {"status": "COMPLETED", "workbench_job_id": "job-9", "error_message": None}
-    assert client.complete_task("wf-1", "wait_for_job", "COMPLETED", output) is None
+    assert client.complete_task("wf-1", "wait_for_job", "COMPLETED", output) == "task-id"
     sent = requests_mock.last_request
     assert sent.method == "POST"
     assert sent.path == "/api/tasks/wf-1/wait_for_job/completed"
     assert sent.headers["Content-Type"] == "application/json"
     assert json.loads(sent.body) == output
     assert sent.timeout == 1.5
+
+
+def test_complete_task_of_a_task_not_pending_returns_no_task_id(client, requests_mock):
+    # Conductor 3.32 answers 200 with an empty body and completes nothing.
+    requests_mock.post(f"{BASE}/tasks/wf-1/wait_for_job/COMPLETED", text="")
+    assert client.complete_task("wf-1", "wait_for_job", "COMPLETED", {}) == ""
 
 
 def test_complete_task_refused_names_the_task_and_keeps_a_bounded_answer(client, requests_mock):

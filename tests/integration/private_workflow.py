@@ -1,0 +1,65 @@
+"""A private workflow like batch_pipeline_run whose `submit` task no worker polls, so a run's
+workflow stays where a test puts it; the demo pipeline of the test's database runs it."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+
+
+@pytest.fixture
+def private_workflow(conductor_url, database):
+    """A private workflow with a SIMPLE task referenced as `submit` (no worker polls it),
+    and a pipeline of this test's database that runs it; every execution is terminated after."""
+    name = f"test_reconcile_{uuid.uuid4().hex[:8]}"
+    requests.post(
+        f"{conductor_url}/metadata/taskdefs",
+        json=[
+            {
+                "name": name,
+                "retryCount": 0,
+                "timeoutSeconds": 600,
+                "responseTimeoutSeconds": 300,
+            }
+        ],
+        timeout=10,
+    ).raise_for_status()
+    requests.put(
+        f"{conductor_url}/metadata/workflow",
+        json=[
+            {
+                "name": name,
+                "version": 1,
+                "schemaVersion": 2,
+                "tasks": [
+                    {"name": name, "taskReferenceName": "submit", "type": "SIMPLE"},
+                    {
+                        "name": "await_completion",
+                        "taskReferenceName": "await_completion",
+                        "type": "WAIT",
+                    },
+                ],
+            }
+        ],
+        timeout=10,
+    ).raise_for_status()
+    with database.transaction() as cur:
+        cur.execute("UPDATE pipelines SET workflow_name = %s WHERE name = 'demo-batch'", (name,))
+    started: list[str] = []
+    yield name, started
+    for run_id in started:
+        resp = requests.get(
+            f"{conductor_url}/workflow/{name}/correlated/{run_id}",
+            params={"includeClosed": "false"},
+            timeout=10,
+        )
+        for wf in resp.json():
+            requests.delete(
+                f"{conductor_url}/workflow/{wf['workflowId']}",
+                params={"reason": "test cleanup"},
+                timeout=10,
+            )
+    requests.delete(f"{conductor_url}/metadata/workflow/{name}/1", timeout=10)
+    requests.delete(f"{conductor_url}/metadata/taskdefs/{name}", timeout=10)
