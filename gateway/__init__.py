@@ -12,7 +12,7 @@ from batchcore.conductor import ConductorClient
 from batchcore.db import Database
 from batchcore.settings import Settings
 
-from . import auth, errors, metrics, routes
+from . import auth, connections, errors, metrics, routes
 
 MAX_BODY_BYTES = 1024 * 1024  # DESIGN: request bodies over 1 MiB are refused with 413
 REQUIRED_VARIABLES = ("DATABASE_URL", "GATEWAY_API_TOKENS")
@@ -65,6 +65,7 @@ def create_app(config: dict | None = None) -> Flask:
     metrics.register(app)
     auth.register(app, settings.gateway_api_tokens)
     errors.register(app)
+    connections.register(app)
     app.register_blueprint(routes.api)
     app.register_blueprint(routes.ops)
     log.info("gateway ready (Conductor at %s)", settings.conductor_server_url)

@@ -158,6 +158,20 @@ def on_starting(server):
     server.log.info("prometheus multiprocess directory: %s", path)
 
 
+def pre_request(worker, req):
+    """Hand the request to the app, which may need its connection closed (a 413)."""
+    from gateway import connections  # after the fork: the app is loaded by then
+
+    connections.serving(req)
+
+
+def post_request(worker, req, environ, resp):
+    """Forget the request handed over in pre_request."""
+    from gateway import connections
+
+    connections.serving(None)
+
+
 def child_exit(server, worker):
     """Fold an exited worker's live gauges away (its counters stay in the totals)."""
     from prometheus_client import multiprocess

@@ -14,6 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from batchcore.errors import ValidationFailed
 
+from .connections import body_read
 from .errors import InvalidJson
 from .problems import Detail, problem, quoted, raise_if_any, unknown_problems
 from .validation import RunRequest, parse_run_request
@@ -135,7 +136,9 @@ def _read_body(limit: int) -> bytes:
     if request.content_length is not None:
         if request.content_length > limit:
             raise RequestEntityTooLarge()
-        return request.get_data(cache=False)
+        raw = request.get_data(cache=False)
+        body_read()
+        return raw
     if not request.environ.get("wsgi.input_terminated"):
         # A server that does not frame bodies without a length: nothing can be read safely.
         return b""
@@ -150,4 +153,5 @@ def _read_body(limit: int) -> bytes:
         size += len(chunk)
     if size > limit:
         raise RequestEntityTooLarge()
+    body_read()
     return b"".join(chunks)
