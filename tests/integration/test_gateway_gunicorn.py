@@ -6,9 +6,13 @@ import http.client
 import json
 import re
 import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.helpers import running_gateway
 
@@ -96,25 +100,68 @@ def test_req_gunicorn_serves_the_api_with_auth_and_real_conductor(gateway, condu
         )
 
 
+HEALTHZ_OK = {"method": "GET", "route": "/healthz", "status": "200"}
+SCRAPE_OK = {"method": "GET", "route": "/metrics", "status": "200"}
+BURST = 8
+
+
+def served(samples, labels: dict) -> float:
+    """The requests counted under `labels` among gateway_http_requests samples."""
+    return sum(
+        s.value for s in samples if s.name == "gateway_http_requests_total" and s.labels == labels
+    )
+
+
+def per_worker(metrics_dir: Path, labels: dict) -> dict[int, float]:
+    """Each worker process's own count, read from its file in the multiprocess directory."""
+    counts = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        samples = [s for m in MultiProcessCollector.merge([str(path)]) for s in m.samples]
+        counts[int(path.stem.removeprefix("counter_"))] = served(samples, labels)
+    return counts
+
+
+def healthz(base: str) -> None:
+    """One GET /healthz on a connection of its own."""
+    response = requests.get(f"{base}/healthz", headers={"Connection": "close", **AUTH}, timeout=10)
+    assert response.status_code == 200
+
+
+def scrape(base: str, labels: dict) -> float:
+    """What one /metrics answer reports for `labels`, on a connection of its own."""
+    text = requests.get(f"{base}/metrics", headers={"Connection": "close"}, timeout=10).text
+    assert "gateway_runs_created_total" in text
+    return served([s for f in text_string_to_metric_families(text) for s in f.samples], labels)
+
+
 def test_req_gunicorn_metrics_sum_all_workers_and_logs_carry_no_token(gateway):
     base, log_path = gateway
-    hits = 30
-    for _ in range(hits):
-        # A fresh connection each time, so that both workers take some of them.
-        requests.get(f"{base}/healthz", headers={"Connection": "close", **AUTH}, timeout=10)
-    pattern = re.compile(
-        r'^gateway_http_requests_total\{method="GET",route="/healthz",status="200"\} (\S+)$',
-        re.MULTILINE,
-    )
-    for _ in range(4):
-        text = requests.get(f"{base}/metrics", headers={"Connection": "close"}, timeout=10).text
-        match = pattern.search(text)
-        assert match, text[:2000]
-        # Whichever worker answers the scrape reports every worker's requests.
-        assert float(match.group(1)) >= hits
-    assert "gateway_runs_created_total" in text
+    found = re.search(r"prometheus multiprocess directory: (\S+)", log_path.read_text())
+    assert found, log_path.read_text()
+    metrics_dir = Path(found.group(1))
+
+    # Bursts of concurrent fresh connections (one at a time, one worker tends to take them
+    # all) until two worker processes have each answered some.
+    sent = 0
+    with ThreadPoolExecutor(BURST) as pool:
+        while sent < 20 or len([n for n in per_worker(metrics_dir, HEALTHZ_OK).values() if n]) < 2:
+            assert sent < 40 * BURST, f"one worker answered all {sent} requests"
+            list(pool.map(lambda _: healthz(base), range(BURST)))
+            sent += BURST
+        workers = per_worker(metrics_dir, HEALTHZ_OK)
+        for pid in (pid for pid, n in workers.items() if n):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            assert "gunicorn" in cmdline
+
+        # Scrapes until both workers have answered some: each reports every worker's requests.
+        scrapes = 0
+        while len([n for n in per_worker(metrics_dir, SCRAPE_OK).values() if n]) < 2:
+            assert scrapes < 40 * BURST, f"one worker answered all {scrapes} scrapes"
+            totals = list(pool.map(lambda _: scrape(base, HEALTHZ_OK), range(BURST)))
+            scrapes += BURST
+            assert set(totals) == {sum(workers.values())}, (totals, workers)
+    assert sum(workers.values()) >= sent
 
     log = log_path.read_text()
-    assert "prometheus multiprocess directory" in log
     assert '"GET /healthz HTTP/1.1" 200' in log  # the access log is on
     assert TOKEN not in log
