@@ -137,6 +137,14 @@ VARIABLES: tuple[Var, ...] = (
         empty=(),
     ),
     Var(
+        "GATEWAY_SECRET_KEY",
+        "gateway_secret_key",
+        _token,
+        None,
+        "Key that signs the gateway's list cursors (derived from GATEWAY_API_TOKENS when unset)",
+        secret=True,
+    ),
+    Var(
         "POLL_INTERVAL_SECONDS",
         "poll_interval_seconds",
         _number(int, 1, 3600),
