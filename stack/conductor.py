@@ -91,6 +91,12 @@ def write_properties(db_password: str) -> Path:
         f"spring.datasource.password={db_password}\n"
         "spring.datasource.hikari.maximum-pool-size=20\n"
         "conductor.app.ownerEmailMandatory=false\n"
+        # One decider pass or task update per workflow at a time. 3.32.1 has both by default
+        # (the jar's own application.properties); stated so that no release or file drops
+        # them. local_only locks within one JVM: a cluster of servers needs a shared lock
+        # (conductor.workflow-execution-lock.type=postgres or redis).
+        "conductor.app.workflowExecutionLockEnabled=true\n"
+        "conductor.workflow-execution-lock.type=local_only\n"
         "loadSample=false\n"
         "conductor.integrations.ai.enabled=false\n"
         "conductor.enable.ui.serving=false\n"
@@ -109,6 +115,9 @@ def server_command(db_password: str) -> list[str]:
         "-Xms256m",
         "-Xmx1536m",
         "-XX:+UseG1GC",
+        # queue_message.deliver_on is written in the JVM's zone without one: the queue check
+        # (batchcore.conductor_queue) reads it in UTC, its role's TimeZone.
+        "-Duser.timezone=UTC",
         f"-DCONDUCTOR_CONFIG_FILE={props}",
         "-jar",
         str(jar_path()),

@@ -42,6 +42,7 @@ SECRET_NAMES = (
     "CONDUCTOR_DB_PASSWORD",
     "GATEWAY_API_TOKEN",
     "WORKBENCH_API_TOKEN",
+    "CONDUCTOR_MONITOR_DB_PASSWORD",
 )
 
 
@@ -78,7 +79,11 @@ def endpoints(sec: dict[str, str]) -> dict[str, str]:
         "SUBMIT_WORKERS_URL": f"http://127.0.0.1:{PORTS.submit_workers}",
         "POLLER_URL": f"http://127.0.0.1:{PORTS.poller}",
         "PG_ADMIN_URL": f"postgresql://stack_admin:{sec['PG_ADMIN_PASSWORD']}@{pg}/postgres",
+        # The services' read-only view of Conductor's queue (batchcore.conductor_queue).
         "CONDUCTOR_DATABASE_URL": (
+            f"postgresql://conductor_monitor:{sec['CONDUCTOR_MONITOR_DB_PASSWORD']}@{pg}/conductor"
+        ),
+        "CONDUCTOR_OWNER_DATABASE_URL": (
             f"postgresql://conductor:{sec['CONDUCTOR_DB_PASSWORD']}@{pg}/conductor"
         ),
         "STACK_DIR": str(STACK_DIR),

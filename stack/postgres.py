@@ -138,3 +138,35 @@ def bootstrap(admin_url: str, roles: dict[str, str]) -> None:
             cur.execute("ALTER ROLE pipelines CREATEDB")
     finally:
         conn.close()
+
+
+MONITOR_ROLE = "conductor_monitor"
+
+
+def create_queue_monitor(admin_url: str, password: str) -> None:
+    """A login role that can only read Conductor's queue_message (CONDUCTOR_DATABASE_URL).
+
+    Run once Conductor's Flyway has created the table; safe to repeat. Its sessions are
+    read-only and in UTC, the zone the stack's Conductor JVM writes deliver_on in.
+    """
+    import psycopg2
+    from psycopg2 import sql
+
+    role = sql.Identifier(MONITOR_ROLE)
+    conn = psycopg2.connect(admin_url.rsplit("/", 1)[0] + "/conductor")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (MONITOR_ROLE,))
+            verb = "ALTER" if cur.fetchone() else "CREATE"
+            cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(role), (password,))
+            for statement in (
+                "ALTER ROLE {} SET default_transaction_read_only = on",
+                "ALTER ROLE {} SET TimeZone = 'UTC'",
+                "GRANT CONNECT ON DATABASE conductor TO {}",
+                "GRANT USAGE ON SCHEMA public TO {}",
+                "GRANT SELECT ON TABLE queue_message TO {}",
+            ):
+                cur.execute(sql.SQL(statement).format(role))
+    finally:
+        conn.close()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from . import conductor, postgres
+from . import conductor, conductor_watch, postgres
 from .config import PORTS, ROOT, STACK_DIR, VENV_BIN
 
 
@@ -86,7 +86,16 @@ def build(sec: dict[str, str], ep: dict[str, str]) -> list[Process]:
         )
         _run_python("-m", "batchcore.migrate", env=service_env)
 
+    # conductor-oss/conductor#326: the workers report it, the watch restarts Conductor on it.
+    queue_check_env = {
+        "CONDUCTOR_DATABASE_URL": ep["CONDUCTOR_DATABASE_URL"],
+        "CONDUCTOR_STUCK_MESSAGE_SECONDS": os.environ.get("CONDUCTOR_STUCK_MESSAGE_SECONDS", "180"),
+    }
+    worker_env = {**service_env, **queue_check_env}
+
     def after_conductor() -> None:
+        # Conductor's Flyway has created queue_message by now: the read-only role can see it.
+        postgres.create_queue_monitor(ep["PG_ADMIN_URL"], sec["CONDUCTOR_MONITOR_DB_PASSWORD"])
         # A loop left running from an earlier start keeps the definitions it started with.
         _run_python("scripts/register_workflows.py", "--replace-poller-loop", env=service_env)
 
@@ -111,6 +120,13 @@ def build(sec: dict[str, str], ep: dict[str, str]) -> list[Process]:
             after_ready=after_conductor,
         ),
         Process(
+            name="conductor-watch",
+            command=[py, "-m", "stack.conductor_watch"],
+            ready=conductor_watch.is_fresh,
+            env={**queue_check_env, "STACK_DIR": str(STACK_DIR), "PYTHONUNBUFFERED": "1"},
+            stopwaitsecs=10,
+        ),
+        Process(
             name="workbench",
             command=[py, "-m", "workbench_sim"],
             ready=http_ok(f"{ep['WORKBENCH_API_URL']}/healthz"),
@@ -128,14 +144,14 @@ def build(sec: dict[str, str], ep: dict[str, str]) -> list[Process]:
             name="submit-workers",
             command=[py, "-m", "conductor_workers", "submit"],
             ready=http_ok(f"{ep['SUBMIT_WORKERS_URL']}/readyz"),
-            env={**service_env, "WORKER_HEALTH_BIND": f"127.0.0.1:{PORTS.submit_workers}"},
+            env={**worker_env, "WORKER_HEALTH_BIND": f"127.0.0.1:{PORTS.submit_workers}"},
             stopwaitsecs=30,
         ),
         Process(
             name="poller",
             command=[py, "-m", "conductor_workers", "poller"],
             ready=http_ok(f"{ep['POLLER_URL']}/readyz"),
-            env={**service_env, "WORKER_HEALTH_BIND": f"127.0.0.1:{PORTS.poller}"},
+            env={**worker_env, "WORKER_HEALTH_BIND": f"127.0.0.1:{PORTS.poller}"},
             stopwaitsecs=30,
         ),
         Process(
