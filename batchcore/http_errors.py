@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 from http.client import RemoteDisconnected
@@ -19,6 +20,7 @@ __all__ = [
     "connection_reason",
     "excerpt",
     "safe_url",
+    "scrub_urls",
     "transport_failure",
 ]
 
@@ -118,3 +120,19 @@ def safe_url(url: str) -> str:
         port = None
     netloc = f"{host}:{port}" if port is not None else host
     return f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else parts.path
+
+
+# A URL inside free text (an error page, a message): scheme, then up to a space or a quote.
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,15}://[^\s\"'<>]+")
+
+
+def scrub_urls(text: str) -> str:
+    """``text`` with each URL in it cut to :func:`safe_url` (no user-info, query or fragment)."""
+
+    def cut(match: re.Match[str]) -> str:
+        try:
+            return safe_url(match.group(0))
+        except ValueError:  # e.g. an unclosed IPv6 bracket: nothing of it is kept
+            return "[url]"
+
+    return _URL_IN_TEXT.sub(cut, text)

@@ -12,26 +12,41 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import DecodeError, HTTPError, ProtocolError, ReadTimeoutError, SSLError
 from urllib3.util.retry import Retry
 
 from batchcore import statuses
+from batchcore.errors import WorkbenchError
 from batchcore.http_errors import safe_url
-from batchcore.workbench_errors import Answer, Call
+from batchcore.workbench_errors import KIND_MALFORMED, KIND_TIMEOUT, Answer, Call
+from batchcore.workbench_normalise import clean_message, storable_timestamp
 
-__all__ = ["DEFAULT_POOL_MAXSIZE", "JobStatus", "SubmittedJob", "WorkbenchClient"]
+__all__ = [
+    "DEFAULT_POOL_MAXSIZE",
+    "MAX_ANSWER_BYTES",
+    "JobStatus",
+    "SubmittedJob",
+    "WorkbenchClient",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_POOL_MAXSIZE = 32
+# No answer of the contract comes near this; a larger one is refused while it is read.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+# An answer trickled byte by byte never trips the read timeout (it bounds each wait for data,
+# not the whole answer), so the whole answer must arrive within this many read timeouts.
+ANSWER_TIMEOUT_READ_TIMEOUTS = 3
+_CHUNK_BYTES = 64 * 1024
 
 
 def _user_agent() -> str:
@@ -69,11 +84,25 @@ class JobStatus:
     error_message: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # What the client changed to make the answer storable, with the raw values (made storable).
+    normalised: dict[str, Any] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
         """True when the job has finished (its run status can never change again)."""
         return statuses.is_terminal(self.run_status)
+
+    def event_details(self) -> dict[str, Any]:
+        """The answer as an audit event's details (JSON, storable), with what was normalised."""
+        details = {
+            "workbench_job_id": self.job_id,
+            "workbench_status": self.workbench_status,
+            "error_message": self.error_message,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "normalised": dict(self.normalised) or None,
+        }
+        return {k: v for k, v in details.items() if v is not None}
 
 
 # --------------------------------------------------------------------------- client
@@ -97,7 +126,9 @@ class WorkbenchClient:
     """Client of the Workbench API: one attempt per call, every failure a WorkbenchError.
 
     Thread-safe for concurrent calls; ``pool_maxsize`` bounds the kept-alive connections.
-    A session passed in is used as it is and left open by :meth:`close`.
+    A session passed in is used as it is and left open by :meth:`close`. Every answer is
+    normalised here (see :mod:`batchcore.workbench_normalise`); ``clock`` stands in for a
+    timestamp that cannot be stored.
     """
 
     def __init__(
@@ -108,6 +139,7 @@ class WorkbenchClient:
         read_timeout: float = 10.0,
         session: requests.Session | None = None,
         pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         parts = urlsplit(base_url or "")
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -133,6 +165,8 @@ class WorkbenchClient:
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = float(connect_timeout)
         self.read_timeout = float(read_timeout)
+        self.answer_timeout = self.read_timeout * ANSWER_TIMEOUT_READ_TIMEOUTS
+        self._clock = clock
         self._auth = _BearerAuth(token)
         self._token = token
         self._owns_session = session is None
@@ -222,13 +256,16 @@ class WorkbenchClient:
         error_message = data.get("error_message")
         if error_message is not None and not isinstance(error_message, str):
             raise answer.malformed("its error_message is not a string")
+        notes: dict[str, Any] = {}
+        now = self._clock()
         return JobStatus(
             job_id=job_id,
             workbench_status=workbench_status,
             run_status=statuses.run_status_for(workbench_status),
-            error_message=error_message or None,
-            started_at=answer.timestamp(data, "started_at"),
-            finished_at=answer.timestamp(data, "finished_at"),
+            error_message=clean_message(error_message or "", "error_message", notes),
+            started_at=storable_timestamp(data.get("started_at"), "started_at", now, notes),
+            finished_at=storable_timestamp(data.get("finished_at"), "finished_at", now, notes),
+            normalised=notes,
         )
 
     # -- transport
@@ -249,8 +286,10 @@ class WorkbenchClient:
                 auth=self._auth,
                 timeout=(self.connect_timeout, self.read_timeout),
                 allow_redirects=False,
+                stream=True,
                 **kwargs,
             )
+            body = self._read_body(call, response, started)
         except requests.exceptions.RequestException as exc:
             error = call.transport_error(exc, self.connect_timeout, self.read_timeout)
             log.debug("workbench %s %s failed: %s", method, path, error.message)
@@ -262,7 +301,46 @@ class WorkbenchClient:
             response.status_code,
             time.monotonic() - started,
         )
-        answer = Answer(call, response)
+        answer = Answer(call, response, body)
         if 200 <= response.status_code < 300:
             return answer
         raise answer.status_error(what, job_id)
+
+    def _read_body(self, call: Call, response: requests.Response, started: float) -> bytes:
+        """The whole body, refused past MAX_ANSWER_BYTES or once answer_timeout has passed."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while chunk := _read_some(response):
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    problem = f"its answer is over {MAX_ANSWER_BYTES} bytes"
+                    raise Answer(call, response).malformed(problem, KIND_MALFORMED)
+                if time.monotonic() - started > self.answer_timeout:
+                    raise WorkbenchError(
+                        f"{call.where} did not finish its answer within {self.answer_timeout:g} s",
+                        transient=True,
+                        kind=KIND_TIMEOUT,
+                        status_code=response.status_code,
+                        details=call.details(status_code=response.status_code),
+                    )
+                chunks.append(chunk)
+        finally:
+            response.close()
+        return b"".join(chunks)
+
+
+def _read_some(response: requests.Response) -> bytes:
+    """What has arrived of the body (at most one read), as requests' own errors would say."""
+    try:
+        return response.raw.read1(_CHUNK_BYTES, decode_content=True) or b""
+    except ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc) from exc
+    except SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
+    except (HTTPError, OSError) as exc:
+        raise requests.exceptions.ConnectionError(exc) from exc

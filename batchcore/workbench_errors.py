@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
 
@@ -23,8 +22,10 @@ from batchcore.http_errors import (
     UNDECODABLE,
     excerpt,
     safe_url,
+    scrub_urls,
     transport_failure,
 )
+from batchcore.workbench_normalise import job_id_problem
 
 __all__ = [
     "KIND_CONNECTION",
@@ -35,6 +36,8 @@ __all__ = [
     "KIND_REJECTED",
     "KIND_SERVER_ERROR",
     "KIND_TIMEOUT",
+    "KIND_UNAUTHORIZED",
+    "KIND_UNKNOWN_STATUS",
     "Answer",
     "Call",
 ]
@@ -48,6 +51,9 @@ KIND_REJECTED = "rejected"
 KIND_NOT_FOUND = "not_found"
 KIND_MALFORMED = "malformed"
 KIND_REDIRECT = "redirect"
+# Permanent kinds that retrying cannot fix, each named so the poller can give up on them:
+KIND_UNAUTHORIZED = "unauthorized"  # 401/403: the token was refused (rotated, revoked)
+KIND_UNKNOWN_STATUS = "unknown_status"  # a status the contract lacks (CANCELLING, …)
 
 # How much of a response body is kept in messages and details.
 EXCERPT_CHARS = 200
@@ -79,7 +85,9 @@ class Call:
         return [fact]
 
     def redact(self, text: str) -> str:
-        return text.replace(self.token, _REDACTED) if self.token in text else text
+        """``text`` without the token, and each URL in it without user-info or query."""
+        text = text.replace(self.token, _REDACTED) if self.token in text else text
+        return scrub_urls(text)
 
     def transport_error(
         self,
@@ -114,6 +122,7 @@ class Answer:
 
     call: Call
     response: requests.Response
+    body: bytes = b""
 
     # -- failures
 
@@ -159,11 +168,12 @@ class Answer:
             message = (
                 f"Workbench API rejected {what} (HTTP {status}): {self._error_sentence()}{hint}"
             )
-            return error(message, False, KIND_REJECTED)
+            kind = KIND_UNAUTHORIZED if status in (401, 403) else KIND_REJECTED
+            return error(message, False, kind)
         message = f"{where} answered with an unexpected HTTP status {status}"
         return error(message, False, KIND_MALFORMED)
 
-    def malformed(self, problem: str) -> WorkbenchError:
+    def malformed(self, problem: str, kind: str = KIND_MALFORMED) -> WorkbenchError:
         """The WorkbenchError for a 2xx answer that breaks the contract."""
         message = (
             f"{self.call.where} sent an answer to {self.call.method} {self.call.path} "
@@ -172,7 +182,7 @@ class Answer:
         return WorkbenchError(
             message,
             transient=False,
-            kind=KIND_MALFORMED,
+            kind=kind,
             status_code=self.response.status_code,
             details=self.details(),
         )
@@ -183,15 +193,15 @@ class Answer:
         )
 
     def _excerpt(self) -> str:
-        raw = self.response.content or b""
+        raw = self.body
         text = raw[: EXCERPT_CHARS * 8].decode(self.response.encoding or "utf-8", errors="replace")
         return excerpt(self.call.redact(text), EXCERPT_CHARS)
 
     def _error_sentence(self) -> str:
         """The error sentence from a JSON error body, or an excerpt of the body."""
         try:
-            data = json.loads(self.response.content or b"")
-        except ValueError:
+            data = json.loads(self.body)
+        except (ValueError, RecursionError):
             data = None
         if isinstance(data, dict):
             for key in ("error", "message", "detail"):
@@ -213,17 +223,20 @@ class Answer:
 
     def json_object(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.response.content or b"")
-        except ValueError:
-            raise self.malformed("the body is not JSON") from None
+            data = json.loads(self.body)
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to be an answer
+            content_type = excerpt(self.response.headers.get("Content-Type") or "", 50)
+            said = f" (Content-Type {content_type})" if content_type else ""
+            raise self.malformed(f"the body is not JSON{said}") from None
         if not isinstance(data, dict):
             raise self.malformed("the body is not a JSON object")
         return data
 
     def job_id(self, data: dict[str, Any]) -> str:
         job_id = data.get("job_id")
-        if not isinstance(job_id, str) or not job_id:
-            raise self.malformed("job_id is missing or not a string")
+        problem = job_id_problem(job_id)
+        if problem is not None:
+            raise self.malformed(problem)
         return job_id
 
     def workbench_status(self, data: dict[str, Any]) -> str:
@@ -232,19 +245,7 @@ class Answer:
             raise self.malformed("status is missing or not a string")
         if status not in statuses.WORKBENCH_TO_RUN:
             known = ", ".join(statuses.WORKBENCH_TO_RUN)
-            raise self.malformed(f"status {excerpt(status, 50)!r} is not one of {known}")
+            raise self.malformed(
+                f"status {excerpt(status, 50)!r} is not one of {known}", KIND_UNKNOWN_STATUS
+            )
         return status
-
-    def timestamp(self, data: dict[str, Any], key: str) -> datetime | None:
-        value = data.get(key)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            raise self.malformed(f"{key} is not an ISO 8601 string")
-        try:
-            when = datetime.fromisoformat(value)
-        except ValueError:
-            raise self.malformed(f"{key} {excerpt(value, 50)!r} is not ISO 8601") from None
-        if when.tzinfo is None:  # no offset given: the contract's timestamps are UTC
-            when = when.replace(tzinfo=UTC)
-        return when

@@ -440,7 +440,8 @@ def test_client_errors_are_permanent_with_the_body_message(client, requests_mock
     else:
         requests_mock.post(JOBS, status_code=code, text=body)
     err = raised(lambda: submit(client))
-    assert (err.transient, err.kind, err.status_code) == (False, "rejected", code)
+    kind = "unauthorized" if code in (401, 403) else "rejected"
+    assert (err.transient, err.kind, err.status_code) == (False, kind, code)
     assert err.message.startswith(f"Workbench API rejected the job (HTTP {code}): {said}")
     assert requests_mock.call_count == 1
 
@@ -512,8 +513,6 @@ def test_redirect_without_location(client, requests_mock):
         ({"json": {"job_id": "", "status": "QUEUED"}}, "job_id"),
         ({"json": {"job_id": 12, "status": "QUEUED"}}, "job_id"),
         ({"json": {"job_id": "wb-1"}}, "status"),
-        ({"json": {"job_id": "wb-1", "status": "PAUSED"}}, "'PAUSED' is not one of"),
-        ({"json": {"job_id": "wb-1", "status": "queued"}}, "is not one of"),
     ],
 )
 def test_malformed_submit_answers_are_permanent(client, requests_mock, kwargs, problem):
@@ -526,10 +525,7 @@ def test_malformed_submit_answers_are_permanent(client, requests_mock, kwargs, p
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        ({"job_id": "wb-1", "status": "UNKNOWN"}, "is not one of"),
         ({"job_id": "wb-2", "status": "RUNNING"}, "instead of"),
-        ({"job_id": "wb-1", "status": "RUNNING", "started_at": "yesterday"}, "ISO 8601"),
-        ({"job_id": "wb-1", "status": "RUNNING", "started_at": 1714567890}, "ISO 8601"),
         ({"job_id": "wb-1", "status": "FAILED", "error_message": {"x": 1}}, "error_message"),
     ],
 )
