@@ -42,6 +42,11 @@ MESSAGES = {
     "FAILED": "Workbench job failed",
     "CANCELLED": "Workbench job was cancelled",
 }
+# The run's error_message when the Workbench ended the job without one, by its job status.
+ERROR_MESSAGES = {
+    "FAILED": "The Workbench job failed",
+    "CANCELLED": "Cancelled at the Workbench",
+}
 
 
 def is_terminal(status: str) -> bool:
@@ -73,3 +78,11 @@ def message_for(workbench_status: str, error_message: str | None = None) -> str:
     if error_message and WORKBENCH_TO_RUN.get(workbench_status) == FAILED:
         message = f"{message}: {error_message}"
     return message
+
+
+def error_message_for(workbench_status: str, error_message: str | None = None) -> str | None:
+    """The run's error_message for a move the Workbench reported: the job's own message, else
+    what its ending means; None when the job did not fail."""
+    if WORKBENCH_TO_RUN.get(workbench_status) != FAILED:
+        return None
+    return error_message or ERROR_MESSAGES.get(workbench_status, ERROR_MESSAGES["FAILED"])
