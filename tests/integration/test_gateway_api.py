@@ -17,11 +17,16 @@ from batchcore.db import Database
 from batchcore.settings import Settings
 from batchcore.store import Transition
 from gateway import create_app, openapi
-from tests.unit.test_gateway_http import BAD_AUTHORIZATION, FakeConductor, api_routes
-from tests.unit.test_gateway_openapi import assert_documented
+from tests.gateway_helpers import (
+    FakeConductor,
+    api_routes,
+    assert_documented,
+    bad_authorizations,
+)
 
 TOKEN = "integration-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BAD_AUTHORIZATION = bad_authorizations(TOKEN)
 WORKFLOW = "batch_pipeline_run"
 
 

@@ -13,9 +13,10 @@ from prometheus_client import REGISTRY
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
 
-from batchcore.errors import ConductorUnavailable, DatabaseUnavailable
+from batchcore.errors import DatabaseUnavailable
 from batchcore.settings import Settings
 from gateway import MAX_BODY_BYTES, create_app
+from tests.gateway_helpers import FakeConductor, api_routes, bad_authorizations
 
 TOKEN = "unit-test-token-0123456789abcdef"
 OTHER_TOKEN = "second-token-for-rotation-0123"
@@ -57,27 +58,6 @@ class RaisingDatabase:
         raise self.exc
 
 
-class FakeConductor:
-    """Records the workflows it is asked to start; healthy unless told otherwise."""
-
-    base_url = "http://conductor.test/api"
-
-    def __init__(self, healthy: bool = True):
-        self.healthy = healthy
-        self.started: list[tuple] = []
-
-    def start_workflow(self, name, version, correlation_id, inputs):
-        self.started.append((name, version, correlation_id, inputs))
-        return f"wf-{len(self.started)}"
-
-    def terminate_correlated(self, name, correlation_id, reason):
-        return []
-
-    def check_health(self, timeout=2.0):
-        if not self.healthy:
-            raise ConductorUnavailable("Conductor is down")
-
-
 def make_app(database=None, conductor=None, **settings):
     values = {
         "database_url": "postgresql://unused@127.0.0.1:9/unused",
@@ -99,18 +79,6 @@ def client():
     return make_app().test_client()
 
 
-def api_routes(app):
-    """(method, url) of every route under /api/, with placeholders filled in."""
-    found = []
-    for rule in app.url_map.iter_rules():
-        if not rule.rule.startswith("/api/"):
-            continue
-        url = rule.rule.replace("<run_id>", str(uuid.uuid4()))
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            found.append((method, url))
-    return found
-
-
 def assert_error(response, status: int, code: str) -> dict:
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == "application/json"
@@ -126,21 +94,7 @@ def assert_error(response, status: int, code: str) -> dict:
 
 # ---------------------------------------------------------------------------------- auth
 
-
-BAD_AUTHORIZATION = {
-    "missing": None,
-    "empty": "",
-    "wrong scheme": f"Basic {TOKEN}",
-    "no scheme": TOKEN,
-    "scheme only": "Bearer",
-    "scheme and space": "Bearer ",
-    "wrong token": "Bearer not-the-right-token-at-all",
-    "truncated": f"Bearer {TOKEN[:-1]}",
-    "extended": f"Bearer {TOKEN}x",
-    "different case": f"Bearer {TOKEN.upper()}",
-    "two tokens": f"Bearer {TOKEN} {TOKEN}",
-    "non-ascii": "Bearer tökén-with-latin1-bytes",
-}
+BAD_AUTHORIZATION = bad_authorizations(TOKEN)
 
 
 @pytest.mark.parametrize("variant", sorted(BAD_AUTHORIZATION))
