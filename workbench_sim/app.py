@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import logging
 import random
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from . import hostile
 from .config import SimConfig
 from .faults import CallTarget, FaultInjector
 from .jobs import Clock, JobStore, ValidationError, parse_submission
@@ -129,6 +131,11 @@ def _api_blueprint(state: SimState, sleep: Callable[[float], None]) -> Blueprint
         g.call_target = _call_target(state)
         decision = state.faults.on_api_call(endpoint, g.call_target)
         g.slow_seconds = decision.slow_seconds
+        g.changes, g.trickle_seconds = decision.changes, decision.trickle_seconds
+        if decision.replace is not None:
+            log.warning("fault %s: answering %s %s", decision.replace, request.method, request.path)
+            body, content_type = hostile.replacement(decision.replace)
+            return Response(body, 200, content_type=content_type)
         if decision.status is None:
             return None
         log.warning(
@@ -167,10 +174,19 @@ def _api_blueprint(state: SimState, sleep: Callable[[float], None]) -> Blueprint
 
     @api.after_request
     def _slow_down(response: Response) -> Response:
+        changes = g.get("changes")
+        if changes and 200 <= response.status_code < 300 and response.is_json:
+            # json.dumps, not jsonify: a NUL or a lone surrogate goes out escaped, as sent.
+            response.set_data(json.dumps(response.get_json() | changes))
         # After the work is done, so a client that times out may still have created a job.
         seconds = g.get("slow_seconds", 0.0)
         if seconds:
             sleep(seconds)
+        trickle = g.get("trickle_seconds", 0.0)
+        if trickle:
+            data = response.get_data()
+            response.response = hostile.trickled(data, trickle, sleep)
+            response.headers["Content-Length"] = str(len(data))
         return response
 
     @api.post("/jobs")

@@ -7,9 +7,10 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from . import hostile
 from .jobs import Clock, ValidationError, iso
 
 ERROR_5XX = "error_5xx"
@@ -17,7 +18,7 @@ RATE_LIMIT = "rate_limit"
 SLOW = "slow"
 LOSE_SUBMIT_ANSWER = "lose_submit_answer"
 REFUSE_CONNECTIONS = "refuse_connections"
-KINDS = (ERROR_5XX, RATE_LIMIT, SLOW, LOSE_SUBMIT_ANSWER, REFUSE_CONNECTIONS)
+KINDS = (ERROR_5XX, RATE_LIMIT, SLOW, LOSE_SUBMIT_ANSWER, REFUSE_CONNECTIONS, *hostile.KINDS)
 
 ENDPOINTS = ("submit", "status")
 # What a per-call fault may be aimed at, so that a test's fault fires only on its own runs.
@@ -46,8 +47,10 @@ class _Fault:
     count: int | None
     rate: float | None
     status: int | None = None
-    retry_after: int | None = None
+    retry_after: int | str | None = None
     seconds: float | None = None
+    # A hostile kind's variant (or, for unknown_status, the status it answers).
+    variant: str | None = None
     # Limit the fault to one endpoint ("submit" or "status") so tests can aim it.
     only: str | None = None
     # Limit it to calls about these runs, jobs or input prefixes (any one matching); None: all.
@@ -79,6 +82,7 @@ class _Fault:
             "status": self.status,
             "retry_after": self.retry_after,
             "seconds": self.seconds,
+            "variant": self.variant,
             "remaining": self.count,
             "rate": self.rate,
         }
@@ -91,8 +95,13 @@ class CallFaults:
 
     slow_seconds: float = 0.0
     status: int | None = None
-    retry_after: int | None = None
+    retry_after: int | str | None = None
     kind: str | None = None
+    # A 200 answer that replaces the real one (html_200, malformed_json), given before any work.
+    replace: str | None = None
+    # Fields to overwrite in a 2xx JSON answer, from the hostile kinds that change them.
+    changes: dict[str, Any] = field(default_factory=dict)
+    trickle_seconds: float = 0.0
 
 
 class FaultInjector:
@@ -170,14 +179,26 @@ class FaultInjector:
             error = self._fire(RATE_LIMIT, endpoint, target)
             if error is None:
                 error_kind, error = ERROR_5XX, self._fire(ERROR_5XX, endpoint, target)
+            # One answer replaced at most, and only when no error status already replaces it.
+            replace = None
+            for kind in hostile.REPLACING if error is None else ():
+                if replace is None and self._fire(kind, endpoint, target) is not None:
+                    replace = kind
+            changes: dict[str, Any] = {}
+            for kind in hostile.CHANGING if error is None and replace is None else ():
+                fired = self._fire(kind, endpoint, target)
+                if fired is not None:
+                    changes.update(hostile.changed_fields(kind, fired.variant or "", self._clock()))
+            trickle = self._fire(hostile.TRICKLE, endpoint, target)
         delay = slow.seconds if slow is not None and slow.seconds else 0.0
-        if error is None:
-            return CallFaults(slow_seconds=delay)
         return CallFaults(
             slow_seconds=delay,
-            status=error.status,
-            retry_after=error.retry_after,
-            kind=error_kind,
+            status=error.status if error is not None else None,
+            retry_after=error.retry_after if error is not None else None,
+            kind=error_kind if error is not None else replace,
+            replace=replace,
+            changes=changes,
+            trickle_seconds=trickle.seconds or 0.0 if trickle is not None else 0.0,
         )
 
     def take_lose_submit_answer(self, target: CallTarget | None = None) -> bool:
@@ -256,6 +277,12 @@ _ALLOWED = {
     SLOW: {"seconds", "count", "rate", "only", *TARGETS},
     LOSE_SUBMIT_ANSWER: {"count", "rate", "run_ids", "input_path_prefixes"},
     REFUSE_CONNECTIONS: {"seconds"},
+    hostile.POISON_ERROR_MESSAGE: {"variant", "count", "rate", "only", *TARGETS},
+    hostile.ODD_TIMESTAMPS: {"variant", "count", "rate", "only", *TARGETS},
+    hostile.UNKNOWN_STATUS: {"status", "count", "rate", "only", *TARGETS},
+    hostile.HTML_200: {"count", "rate", "only", *TARGETS},
+    hostile.MALFORMED_JSON: {"count", "rate", "only", *TARGETS},
+    hostile.TRICKLE: {"seconds", "count", "rate", "only", *TARGETS},
 }
 
 
@@ -282,9 +309,14 @@ def _parse_call_fault(kind: str, raw: dict[str, Any], bad: Callable[..., None]) 
         fault.status = 429
     if kind in (ERROR_5XX, RATE_LIMIT):
         default = 1 if kind == RATE_LIMIT else None
-        fault.retry_after = _integer(raw, kind, "retry_after", bad, low=0, default=default)
-    if kind == SLOW:
+        if isinstance(raw.get("retry_after"), str):
+            fault.retry_after = hostile.parse_header_value(raw, kind, "retry_after", bad)
+        else:
+            fault.retry_after = _integer(raw, kind, "retry_after", bad, low=0, default=default)
+    if kind in (SLOW, hostile.TRICKLE):
         fault.seconds = _number(raw, kind, "seconds", bad, low=0.0, high=MAX_SLOW_SECONDS)
+    if kind in hostile.KINDS:
+        fault.variant = hostile.parse_variant(kind, raw, bad)
     return fault
 
 
