@@ -15,10 +15,12 @@ import pytest
 import yaml
 
 from batchcore import register
+from batchcore.queries import Q
 from batchcore.settings import known_names
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
+CONDUCTOR_CHECK = ROOT / "deploy" / "conductor" / "healthcheck.sh"
 
 # Services built from this project's image that read batchcore.settings.
 OWN_SERVICES = ("gateway", "submit-workers", "poller", "migrate")
@@ -30,6 +32,7 @@ SECRETS = (
     "POSTGRES_PASSWORD",
     "PIPELINES_DB_PASSWORD",
     "CONDUCTOR_DB_PASSWORD",
+    "CONDUCTOR_MONITOR_DB_PASSWORD",
     "GATEWAY_API_TOKENS",
     "WORKBENCH_API_TOKEN",
 )
@@ -236,7 +239,8 @@ def test_health_checks_probe_the_port_each_service_binds(services: dict) -> None
         assert "urllib" in check and "curl" not in check
     sim_port = _environment(services[SIMULATOR])["SIM_PORT"]
     assert f"127.0.0.1:{sim_port}/healthz" in _healthcheck_text(services[SIMULATOR])
-    assert "/health" in _healthcheck_text(services["conductor"])
+    assert _healthcheck_text(services["conductor"]) == "CMD /app/healthcheck.sh"
+    assert "http://localhost:8080/health" in CONDUCTOR_CHECK.read_text()
     assert "pg_isready" in _healthcheck_text(services["postgres"])
 
 
@@ -322,6 +326,11 @@ def test_postgres_creates_both_databases(services: dict) -> None:
         assert re.search(rf'create_database {database} "\${password}"', script), database
         assert password in _environment(postgres)
     assert "CREATE ROLE" in script and "CREATE DATABASE" in script
+    # The workers' read-only role on Conductor's tables (conductor-oss/conductor#326).
+    assert "CREATE ROLE conductor_monitor LOGIN PASSWORD :'password'" in script
+    assert "default_transaction_read_only = on" in script
+    assert "GRANT SELECT ON TABLES TO conductor_monitor" in script
+    assert "CONDUCTOR_MONITOR_DB_PASSWORD" in _environment(postgres)
 
 
 def test_conductor_runs_the_local_stacks_release_on_postgres(services: dict) -> None:
@@ -331,7 +340,11 @@ def test_conductor_runs_the_local_stacks_release_on_postgres(services: dict) -> 
         (ROOT / "stack" / "config.py").read_text(),
     )
     assert pinned, "stack/config.py no longer pins CONDUCTOR_VERSION the way this test reads it"
-    assert conductor["image"] == f"conductoross/conductor:{pinned.group(1)}"
+    # The image is Conductor's own release plus psql (for the health check), built here.
+    context = ROOT / conductor["build"]["context"]
+    base = re.search(r"^FROM (\S+)$", (context / "Dockerfile").read_text(), re.MULTILINE)
+    assert base and base.group(1) == f"conductoross/conductor:{pinned.group(1)}"
+    assert conductor["image"].endswith(f":{pinned.group(1)}")
     env = _environment(conductor)
     properties_name = env["CONFIG_PROP"]
     mount = next(v for v in conductor["volumes"] if v.split(":")[1].startswith("/app/config/"))
@@ -352,6 +365,9 @@ def test_conductor_runs_the_local_stacks_release_on_postgres(services: dict) -> 
         "loadSample": "false",
         "spring.datasource.url": "jdbc:postgresql://postgres:5432/conductor",
         "spring.datasource.username": "conductor",
+        # One decider pass or task update per workflow at a time, within this one server.
+        "conductor.app.workflowExecutionLockEnabled": "true",
+        "conductor.workflow-execution-lock.type": "local_only",
     }
     assert {k: properties.get(k) for k in expected} == expected
     # The password is not in the file: Spring resolves it from the container's environment.
@@ -372,3 +388,33 @@ def test_conductor_runs_the_local_stacks_release_on_postgres(services: dict) -> 
 )
 def test_entry_points_exist(relative: str) -> None:
     assert (ROOT / relative).is_file()
+
+
+def test_conductors_health_check_fails_on_a_stuck_queue_as_the_workers_see_it(services):
+    """conductor-oss/conductor#326: the check script's query is the named query's, and the
+    workers read Conductor's database as the read-only role, with the same threshold."""
+    conductor = services["conductor"]
+    dockerfile = (ROOT / conductor["build"]["context"] / "Dockerfile").read_text()
+    assert "postgresql-client" in dockerfile, "the check needs psql in Conductor's image"
+    assert "COPY healthcheck.sh /app/healthcheck.sh" in dockerfile
+    script = CONDUCTOR_CHECK.read_text()
+    checked = re.search(r"<<'SQL'\n(.*?)\nSQL\n", script, re.DOTALL).group(1)
+    named = Q["conductor_stuck_messages"]
+    condition = " ".join(named[named.index("FROM queue_message") :].split())
+    assert " ".join(checked.split()).endswith(
+        condition.replace("%(stuck_after_seconds)s", ":stuck_after")
+    )
+    assert "default_transaction_read_only=on" in script and "TimeZone=UTC" in script
+    assert "conductor-oss/conductor#326" in script and "exit 1" in script
+    assert "-Duser.timezone=UTC" in _environment(conductor)["JAVA_OPTS"]
+    threshold = _environment(conductor)["CONDUCTOR_STUCK_MESSAGE_SECONDS"]
+    for name in WORKER_SERVICES:
+        env = _environment(services[name])
+        assert env["CONDUCTOR_STUCK_MESSAGE_SECONDS"] == threshold, name
+        url = urlsplit(INTERPOLATION.sub("value", env["CONDUCTOR_DATABASE_URL"]))
+        assert (url.username, url.hostname, url.port, url.path) == (
+            "conductor_monitor",
+            "postgres",
+            5432,
+            "/conductor",
+        ), name
