@@ -1,39 +1,28 @@
-"""`python -m chaos [scenario ...]`: fault scenarios against the running stack.
+"""`python -m chaos [scenario ...] [--repeat N]`: fault scenarios against the running stack.
 
-Writes bench/results/chaos.json: a flat object with the totals (runs_accepted, runs_terminal,
-runs_lost, duplicate_workbench_jobs, faults_injected) and each scenario's figures.
+Updates bench/results/chaos.json, a flat object: each scenario's figures under its name
+(summed over its rounds, `<scenario>.rounds`, `<scenario>.ran_at`), scenarios not run this
+time kept as they were, and the totals (runs_accepted, runs_terminal, runs_lost,
+duplicate_workbench_jobs, workflows_left_running, faults_injected) over all of them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
+from datetime import UTC, datetime
 
+from . import results
 from .harness import Stack
 from .scenarios import SCENARIOS
 
-RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "chaos.json"
-TOTALS = (
-    "runs_accepted",
-    "runs_terminal",
-    "runs_lost",
-    "duplicate_workbench_jobs",
-    "faults_injected",
-)
 
-
-def _flat(result: dict, prefix: str = "") -> dict:
-    """Nested figures as dotted keys, so the results file stays one flat object."""
-    flat = {}
-    for key, value in result.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,34 +33,39 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SCENARIO",
         help=f"any of {', '.join(SCENARIOS)} (default: all)",
     )
+    parser.add_argument(
+        "--repeat", type=_positive, default=1, metavar="N", help="rounds of each scenario"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.scenarios) - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
-    names = args.scenarios or list(SCENARIOS)
+    names = list(dict.fromkeys(args.scenarios)) or list(SCENARIOS)
     stack = Stack()
-    figures: dict[str, object] = dict.fromkeys(TOTALS, 0)
+    ran: dict[str, dict] = {}
     for name in names:
-        print(f"== {name}: {SCENARIOS[name].__doc__.splitlines()[0]}", flush=True)
-        started = time.monotonic()
-        try:
-            result = SCENARIOS[name](stack)
-        finally:
-            stack.clear_faults()
-        result["seconds"] = round(time.monotonic() - started)
-        for key in TOTALS:
-            figures[key] += result.get(key, 0)
-        for key, value in _flat(result).items():
-            figures[f"{name}.{key}"] = value
-        print("   " + ", ".join(f"{k}={v}" for k, v in result.items()), flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    print(f"\n{'figure':<28} value")
-    for key in TOTALS:
-        print(f"{key:<28} {figures[key]}")
-    print(f"written to {RESULTS}")
-    ok = figures["runs_lost"] == 0 and figures["duplicate_workbench_jobs"] == 0
-    return 0 if ok else 1
+        rounds = []
+        ran_at = datetime.now(UTC).isoformat(timespec="seconds")
+        for round_number in range(1, args.repeat + 1):
+            title = SCENARIOS[name].__doc__.splitlines()[0]
+            print(f"== {name} (round {round_number}/{args.repeat}): {title}", flush=True)
+            started = time.monotonic()
+            try:
+                result = SCENARIOS[name](stack)
+            finally:
+                stack.clear_faults()
+            result["seconds"] = round(time.monotonic() - started)
+            rounds.append(result)
+            print("   " + ", ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+        ran[name] = {**results.combine_rounds(rounds), "ran_at": ran_at}
+    figures = results.merge(results.read(), ran)
+    path = results.write(figures)
+    this_time = results.merge({}, ran)
+    print(f"\n{'figure':<28} {'this run':>9} {'in the file':>12}")
+    for key in results.TOTALS:
+        print(f"{key:<28} {this_time[key]:>9} {figures[key]:>12}")
+    print(f"written to {path} (scenarios: {figures['scenarios']})")
+    return 0 if results.verdict_ok(this_time) else 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import psycopg2
 import requests
 
-from stack import config, supervisor
+from batchcore.runs.workflow import BATCH_WORKFLOW
+from stack import conductor_watch, config, supervisor
 
 TERMINAL = ("COMPLETED", "FAILED")
 SIM_TO_RUN = {"SUCCEEDED": "COMPLETED", "FAILED": "FAILED", "CANCELLED": "FAILED"}
@@ -28,6 +29,7 @@ class Stack:
         if not self.env:
             raise SystemExit(f"no {config.STACK_DIR / 'stack.env'}: run `make up` first")
         self.gateway = self.env["GATEWAY_URL"]
+        self.conductor = self.env["CONDUCTOR_SERVER_URL"]
         self.admin = self.env["WORKBENCH_ADMIN_URL"]
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {self.env['GATEWAY_API_TOKEN']}"
@@ -79,6 +81,38 @@ class Stack:
         for job in items:
             by_run[job["pipeline_run_id"]].append(job)
         return by_run
+
+    def open_workflows(self, run_ids: list[str]) -> set[str]:
+        """The runs among `run_ids` that still have a batch_pipeline_run workflow open in
+        Conductor (correlation id = run id; a consistent read, not the search index)."""
+        open_runs: set[str] = set()
+        for start in range(0, len(run_ids), 200):
+            resp = requests.post(
+                f"{self.conductor}/workflow/{BATCH_WORKFLOW}/correlated",
+                params={"includeClosed": "false", "includeTasks": "false"},
+                json=run_ids[start : start + 200],
+                timeout=30,
+            )
+            resp.raise_for_status()
+            open_runs.update(run_id for run_id, found in resp.json().items() if found)
+        return open_runs
+
+    def conductor_restarts(self) -> int:
+        """How many times the stack's conductor-watch has restarted Conductor so far."""
+        return int(conductor_watch.read_state().get("restarts", 0))
+
+    def conductor_ready(self, timeout: float = 240) -> None:
+        self.await_ready("conductor", self.conductor.removesuffix("/api") + "/health", timeout)
+
+    def runs_repaired_by_reconciler(self, run_ids: list[str]) -> int:
+        """Runs among `run_ids` with an audit event of the reconciler (a repair)."""
+        if not run_ids:
+            return 0
+        return self.sql(
+            "SELECT count(DISTINCT run_id) FROM pipeline_run_events "
+            "WHERE run_id = ANY(%s::uuid[]) AND source = 'reconciler'",
+            (run_ids,),
+        )[0][0]
 
     def sql(self, query: str, params=None, url_key: str = "DATABASE_URL"):
         with psycopg2.connect(self.env[url_key], connect_timeout=5) as conn, conn.cursor() as cur:
@@ -149,10 +183,12 @@ class Load:
 
 
 def verify(stack: Stack, run_ids: list[str], timeout: float) -> dict:
-    """Wait until every accepted run is terminal (or time is up), then check it against
-    the simulator's record: its outcome, and exactly one job per run."""
+    """Wait until every accepted run is terminal and its workflow has ended (or time is up),
+    then check it against the simulator's record: its outcome, and exactly one job per run;
+    and against Conductor: no workflow of an ended run left running."""
     deadline = time.monotonic() + timeout
     statuses: dict[str, tuple] = {}
+    left_running: set[str] = set()
     while True:
         rows = (
             stack.sql(
@@ -165,8 +201,12 @@ def verify(stack: Stack, run_ids: list[str], timeout: float) -> dict:
         )
         statuses = {r[0]: (r[1], r[2]) for r in rows}
         open_runs = [i for i in run_ids if statuses.get(i, ("?",))[0] not in TERMINAL]
-        if not open_runs or time.monotonic() > deadline:
-            break
+        timed_out = time.monotonic() > deadline
+        if not open_runs or timed_out:
+            ended = [i for i in run_ids if statuses.get(i, ("?",))[0] in TERMINAL]
+            left_running = stack.open_workflows(ended)
+            if not left_running or timed_out:
+                break
         time.sleep(1)
     jobs = stack.sim_jobs()
     duplicates = mismatched = 0
@@ -186,6 +226,7 @@ def verify(stack: Stack, run_ids: list[str], timeout: float) -> dict:
         "runs_lost": len(run_ids) - terminal + mismatched,
         "runs_mismatched": mismatched,
         "duplicate_workbench_jobs": duplicates,
+        "workflows_left_running": len(left_running),
         "runs_completed": sum(1 for s, _ in statuses.values() if s == "COMPLETED"),
         "runs_failed": sum(1 for s, _ in statuses.values() if s == "FAILED"),
     }

@@ -59,9 +59,13 @@ def ambiguous_submits(stack: Stack) -> dict:
 def postgres_crash(stack: Stack, rate: float = 4.0) -> dict:
     """PostgreSQL stopped immediately for 10 s, then its backends killed every 2 s for 60 s.
 
-    The gateway answers 503 (never 500, never hangs) and no process is restarted to recover.
+    The gateway answers 503 (never 500, never hangs) and no service of ours is restarted to
+    recover. Killed backends can kill Conductor's unack processor (conductor-oss/conductor#326):
+    the stack's conductor-watch then restarts Conductor, and the reconciler repairs what was
+    stuck meanwhile; both are counted.
     """
     before = {n: stack.pid(n) for n in ("gateway", "submit-workers", "poller")}
+    restarts_before = stack.conductor_restarts()
     load = Load(stack, rate)
     loader = _in_background(load, 85)
     time.sleep(5)
@@ -82,11 +86,14 @@ def postgres_crash(stack: Stack, rate: float = 4.0) -> dict:
         except Exception:  # noqa: BLE001 - the server may still be starting
             pass
     loader.join()
-    result = verify(stack, load.accepted, timeout=300)
+    # A stuck queue is detected 180 s after the fault and cured about two minutes later.
+    result = verify(stack, load.accepted, timeout=540)
     after = {n: stack.pid(n) for n in before}
     return {
         **result,
         "faults_injected": faults,
+        "conductor_restarts": stack.conductor_restarts() - restarts_before,
+        "stuck_workflows_repaired": stack.runs_repaired_by_reconciler(load.accepted),
         "answers": dict(load.answers),
         "answers_500": load.answers.get("500", 0),
         "slowest_answer_s": round(load.slowest_answer_s, 2),
@@ -143,10 +150,36 @@ def conductor_restart(stack: Stack, rate: float = 4.0) -> dict:
     return {**result, "faults_injected": 1, "answers": dict(load.answers)}
 
 
+def conductor_kill(stack: Stack, rate: float = 4.0, kills: int = 2) -> dict:
+    """The Conductor server SIGKILLed (not stopped) twice under load; supervisord restarts it.
+
+    Runs accepted before, during and after all finish, each with one Workbench job, and no
+    ended run's workflow is left running.
+    """
+    load = Load(stack, rate)
+    loader = _in_background(load, 90)
+    killed = 0
+    for _ in range(kills):
+        time.sleep(15)
+        stack.kill("conductor")
+        killed += 1
+        stack.conductor_ready()
+    loader.join()
+    result = verify(stack, load.accepted, timeout=420)
+    return {
+        **result,
+        "faults_injected": killed,
+        "answers": dict(load.answers),
+        "answers_500": load.answers.get("500", 0),
+        "stuck_workflows_repaired": stack.runs_repaired_by_reconciler(load.accepted),
+    }
+
+
 SCENARIOS = {
     "process_kills": process_kills,
     "ambiguous_submits": ambiguous_submits,
     "postgres_crash": postgres_crash,
     "workbench_degraded": workbench_degraded,
     "conductor_restart": conductor_restart,
+    "conductor_kill": conductor_kill,
 }
