@@ -48,6 +48,14 @@ def get_run(run_id: str):
     return jsonify(render_run(view.run, view.history))
 
 
+@api.get("/pipeline-runs/<run_id>/workflow")
+def get_run_workflow(run_id: str):
+    """The Conductor workflow behind a run: its status and its tasks."""
+    inputs.reject_query_parameters()
+    gateway = _gateway()
+    return jsonify(services.get_run_workflow(gateway.database(), gateway.conductor, run_id))
+
+
 @api.get("/pipeline-runs")
 def list_runs():
     """A page of runs, newest first, and the cursor of the next page."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from batchcore.conductor import WorkflowNotStarted
+from batchcore.conductor import WorkflowNotStarted, is_not_found
 from batchcore.db import Database
 from batchcore.errors import (
     ConductorUnavailable,
@@ -27,6 +27,7 @@ from batchcore.runs.model import REQUEST_FIELDS, NewRun, Run, Transition
 from batchcore.runs.paging import decode_cursor
 from batchcore.runs.store import RunStore
 
+from . import workflow_view
 from .validation import ListFilters, RunRequest
 
 log = logging.getLogger(__name__)
@@ -350,3 +351,32 @@ def _flight(name: str, target: object, check: Callable[[], None]) -> _Flight:
             flight = _flights[key] = _Flight(key, check)
             threading.Thread(target=flight.run, name=f"readyz-{name}", daemon=True).start()
     return flight
+
+
+# ------------------------------------------------------------- the workflow behind a run
+
+
+class WorkflowNotFound(NotFound):
+    """The run names a workflow that Conductor no longer has (removed or archived)."""
+
+    code = "workflow_not_found"
+
+
+def get_run_workflow(db: Database, conductor, run_id: str | uuid.UUID) -> dict:
+    """The Conductor workflow behind a run, shaped as the API shows it; all fields null and
+    no tasks while the run has none; ConductorUnavailable when Conductor cannot answer."""
+    run = get_run(db, run_id).run
+    workflow_id = run.get("conductor_workflow_id")
+    if not workflow_id:
+        return workflow_view.not_started()
+    try:
+        execution = conductor.get_workflow(workflow_id, include_tasks=True)
+    except ConductorUnavailable as exc:
+        if is_not_found(exc):
+            raise WorkflowNotFound(
+                f"Conductor has no workflow {workflow_id} (run {run['id']}'s); it may have"
+                " been removed from Conductor's store",
+                details=[{"run_id": str(run["id"]), "workflow_id": workflow_id}],
+            ) from None
+        raise
+    return workflow_view.shape(execution)

@@ -179,6 +179,37 @@ PATHS = {
             },
         }
     },
+    "/api/v1/pipeline-runs/{run_id}/workflow": {
+        "get": {
+            "operationId": "getPipelineRunWorkflow",
+            "summary": "The Conductor workflow behind a run, with its tasks",
+            "description": "Read from Conductor at each call. A run that has no workflow yet"
+            " (just created, or stored FAILED because Conductor could not start it) answers"
+            " 200 with workflow_id, status, start_time and end_time null and no tasks.",
+            "security": _SECURED,
+            "parameters": [
+                {
+                    "name": "run_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "The run's UUID (anything else is a 404)",
+                }
+            ],
+            "responses": {
+                "200": _json("Workflow", "The workflow and its tasks, in the order scheduled"),
+                "404": error(
+                    "No run has this id (code run_not_found), or Conductor no longer has the"
+                    " run's workflow (code workflow_not_found)"
+                ),
+                **_API_ERRORS,
+                "503": {
+                    **error("Conductor (or the database) cannot be reached"),
+                    "headers": {"Retry-After": {"schema": {"type": "string"}}},
+                },
+            },
+        }
+    },
     "/api/v1/pipelines": {
         "get": {
             "operationId": "listPipelines",

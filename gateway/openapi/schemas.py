@@ -145,6 +145,51 @@ SCHEMAS = {
             ),
         },
     },
+    "Workflow": {
+        "type": "object",
+        "description": "The Conductor execution behind a run; every field but tasks is null"
+        " while the run has no workflow yet.",
+        "additionalProperties": False,
+        "required": ["workflow_id", "status", "start_time", "end_time", "tasks"],
+        "properties": {
+            "workflow_id": _nullable({"type": "string"}),
+            "status": _nullable(
+                {
+                    "type": "string",
+                    "description": "Conductor's: RUNNING, COMPLETED, FAILED, TIMED_OUT,"
+                    " TERMINATED or PAUSED",
+                }
+            ),
+            "start_time": _nullable(_TIMESTAMP),
+            "end_time": _nullable(_TIMESTAMP),
+            "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/WorkflowTask"}},
+        },
+    },
+    "WorkflowTask": {
+        "type": "object",
+        "description": "One task execution; a retried task appears once per attempt.",
+        "additionalProperties": False,
+        "required": [
+            "reference_name",
+            "task_type",
+            "status",
+            "attempt",
+            "scheduled_at",
+            "started_at",
+            "ended_at",
+            "reason",
+        ],
+        "properties": {
+            "reference_name": {"type": "string"},
+            "task_type": {"type": "string"},
+            "status": {"type": "string", "description": "Conductor's task status"},
+            "attempt": {"type": "integer", "minimum": 1},
+            "scheduled_at": _nullable(_TIMESTAMP),
+            "started_at": _nullable(_TIMESTAMP),
+            "ended_at": _nullable(_TIMESTAMP),
+            "reason": _nullable({"type": "string", "description": "Why it did not complete"}),
+        },
+    },
     "Pipeline": {
         "type": "object",
         "additionalProperties": False,

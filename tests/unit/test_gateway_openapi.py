@@ -29,6 +29,8 @@ def test_req_openapi_documents_every_route_and_method_and_nothing_else():
     assert doc["openapi"].startswith("3.")
     served = set()
     for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/ui/"):
+            continue  # the run browser's HTML pages are not part of the JSON API
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             served.add((openapi_path(rule.rule), method.lower()))
     documented = {
@@ -158,6 +160,24 @@ BROKEN = RuntimeError("a bug")
 DB_DOWN = DatabaseUnavailable("the database is down")
 SUBMITTED = SimpleNamespace(run=RUN_ROW, history=[EVENT], created=True)
 REPLAYED = SimpleNamespace(run=RUN_ROW, history=[EVENT], created=False)
+WORKFLOW = {
+    "workflow_id": "wf-1",
+    "status": "COMPLETED",
+    "start_time": "2026-11-25T17:00:00.123+00:00",
+    "end_time": "2026-11-25T17:00:09.000+00:00",
+    "tasks": [
+        {
+            "reference_name": "submit_to_workbench",
+            "task_type": "submit_to_workbench",
+            "status": "COMPLETED",
+            "attempt": 2,
+            "scheduled_at": "2026-11-25T17:00:00.123+00:00",
+            "started_at": "2026-11-25T17:00:00.200+00:00",
+            "ended_at": "2026-11-25T17:00:01.000+00:00",
+            "reason": None,
+        }
+    ],
+}
 
 
 def post(body=VALID_BODY, service=None, outcome=None, url="/api/v1/pipeline-runs") -> Scenario:
@@ -200,6 +220,20 @@ ANSWERS: dict[tuple[str, str], dict[int, Scenario]] = {
         422: Scenario(f"{RUN_URL}?foo=bar"),
         500: Scenario(RUN_URL, service="get_run", outcome=BROKEN),
         503: Scenario(RUN_URL, service="get_run", outcome=DB_DOWN),
+    },
+    ("/api/v1/pipeline-runs/{run_id}/workflow", "get"): {
+        200: Scenario(f"{RUN_URL}/workflow", service="get_run_workflow", outcome=WORKFLOW),
+        401: Scenario(f"{RUN_URL}/workflow", NO_TOKEN),
+        404: Scenario(
+            f"{RUN_URL}/workflow", service="get_run_workflow", outcome=RunNotFound("no run")
+        ),
+        422: Scenario(f"{RUN_URL}/workflow?foo=bar"),
+        500: Scenario(f"{RUN_URL}/workflow", service="get_run_workflow", outcome=BROKEN),
+        503: Scenario(
+            f"{RUN_URL}/workflow",
+            service="get_run_workflow",
+            outcome=ConductorUnavailable("Conductor is down"),
+        ),
     },
     ("/api/v1/pipelines", "get"): {
         200: Scenario("/api/v1/pipelines", service="list_pipelines", outcome=[PIPELINE_ROW]),
