@@ -28,11 +28,20 @@ def readiness(db: Database, conductor: ConductorClient) -> dict:
     return {"ok": all(v == "ok" for v in checks.values()), "checks": checks}
 
 
-def ensure_poller_loop(conductor: ConductorClient, store: RunStore, interval: int) -> str | None:
+def ensure_poller_loop(
+    conductor: ConductorClient,
+    store: RunStore,
+    interval: int,
+    *,
+    name: str = POLLER_WORKFLOW,
+    version: int = POLLER_VERSION,
+    correlation_id: str = POLLER_CORRELATION_ID,
+) -> str | None:
     """Make sure exactly one poller loop runs; return its id (None: another is checking).
 
     The loop's id is kept in the database and read back by id, a consistent read; loops
-    found by correlation id besides it are duplicates and are terminated.
+    found by correlation id besides it are duplicates and are terminated. The loop's names
+    are the contract's; tests name a private one.
     """
     with store.poller_loop_lock() as loop:
         if loop is None:
@@ -41,22 +50,19 @@ def ensure_poller_loop(conductor: ConductorClient, store: RunStore, interval: in
         keep = recorded if recorded and _is_live(conductor, recorded) else None
         others = [
             wf["workflowId"]
-            for wf in conductor.correlated(POLLER_WORKFLOW, POLLER_CORRELATION_ID)
+            for wf in conductor.correlated(name, correlation_id)
             if wf.get("status") in LIVE and wf["workflowId"] != keep
         ]
         if keep is None and others:
             keep = others.pop(0)
         if keep is None:
             keep = conductor.start_workflow(
-                POLLER_WORKFLOW,
-                POLLER_VERSION,
-                POLLER_CORRELATION_ID,
-                {"poll_interval_seconds": interval},
+                name, version, correlation_id, {"poll_interval_seconds": interval}
             )
-            log.info("started %s loop %s (interval %ss)", POLLER_WORKFLOW, keep, interval)
+            log.info("started %s loop %s (interval %ss)", name, keep, interval)
         for duplicate in others:
-            conductor.terminate(duplicate, f"duplicate {POLLER_WORKFLOW} loop; {keep} is kept")
-            log.warning("terminated duplicate %s loop %s", POLLER_WORKFLOW, duplicate)
+            conductor.terminate(duplicate, f"duplicate {name} loop; {keep} is kept")
+            log.warning("terminated duplicate %s loop %s", name, duplicate)
         loop.record(keep)
         return keep
 

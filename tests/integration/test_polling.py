@@ -285,29 +285,6 @@ def test_req_3_2_failing_status_calls_back_off_with_growing_jittered_delays(
     assert all(0 <= s <= 0.05 * 2**i for i, s in enumerate(slept)), slept
 
 
-def test_req_6_two_worker_services_never_start_two_poller_loops(database, conductor):
-    from conductor_workers import supervision
-
-    def running_loops():
-        return [
-            w
-            for w in conductor.correlated(workflow.POLLER_WORKFLOW, workflow.POLLER_CORRELATION_ID)
-            if w["status"] == "RUNNING"
-        ]
-
-    before = {w["workflowId"] for w in running_loops()}
-    with ThreadPoolExecutor(4) as both:
-        ids = list(
-            both.map(
-                lambda _: supervision.ensure_poller_loop(conductor, RunStore(database), 2), range(4)
-            )
-        )
-    after = {w["workflowId"] for w in running_loops()}
-    assert len(after) == 1, after
-    assert {i for i in ids if i} <= after
-    assert not before or before == after
-
-
 def test_issue_10_4_a_wait_completion_that_failed_or_came_early_is_retried_by_a_later_sweep(
     database, workbench_client, conductor, private_workflow
 ):
