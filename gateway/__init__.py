@@ -10,6 +10,7 @@ from flask import Flask
 from batchcore import settings as settings_module
 from batchcore.conductor import ConductorClient
 from batchcore.db import Database
+from batchcore.runs.paging import cursor_key
 from batchcore.settings import Settings
 
 from . import auth, connections, errors, metrics, routes
@@ -28,6 +29,7 @@ class Gateway:
         self.conductor = conductor
         self._database = database
         self._lock = threading.Lock()
+        self.cursor_key = cursor_key(settings.gateway_secret_key, settings.gateway_api_tokens)
 
     def database(self) -> Database:
         """This process's pool; made lazily so that importing the app never connects."""

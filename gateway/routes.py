@@ -60,7 +60,8 @@ def get_run_workflow(run_id: str):
 def list_runs():
     """A page of runs, newest first, and the cursor of the next page."""
     filters = validation.parse_list_filters(request.args)
-    page = services.list_runs(_gateway().database(), filters)
+    gateway = _gateway()
+    page = services.list_runs(gateway.database(), filters, gateway.cursor_key)
     return jsonify(
         {"items": [render_run(run) for run in page.items], "next_cursor": page.next_cursor}
     )

@@ -24,10 +24,11 @@ from batchcore.errors import (
 )
 from batchcore.runs import lifecycle, workflow
 from batchcore.runs.model import REQUEST_FIELDS, NewRun, Run, Transition
-from batchcore.runs.paging import decode_cursor
+from batchcore.runs.paging import open_cursor, seal_cursor
 from batchcore.runs.store import RunStore
 
 from . import workflow_view
+from .problems import problem, raise_if_any
 from .validation import ListFilters, RunRequest
 
 log = logging.getLogger(__name__)
@@ -129,26 +130,19 @@ def get_run(db: Database, run_id: str | uuid.UUID) -> RunView:
     return RunView(run=run.to_dict(), history=history)
 
 
-def list_runs(db: Database, filters: ListFilters) -> RunPage:
+def list_runs(db: Database, filters: ListFilters, cursor_key: bytes) -> RunPage:
     """One page of runs, newest first; ValidationFailed for a cursor this API never issued."""
+    position = None
     if filters.cursor is not None:
         try:
-            decode_cursor(filters.cursor)
+            position = open_cursor(filters.cursor, cursor_key)
         except ValueError:
-            raise ValidationFailed(
-                "The query has 1 invalid parameter: cursor.",
-                details=[
-                    {
-                        "field": "cursor",
-                        "rule": "invalid",
-                        "message": "cursor: is not a cursor this API returned; use next_cursor"
-                        " from a previous page as given",
-                    }
-                ],
-            ) from None
-    runs, next_cursor = RunStore(db).list_runs(
-        filters.statuses, filters.pipeline, filters.limit, filters.cursor
+            text = "is not a cursor this API returned; use next_cursor from a previous page"
+            raise_if_any([problem("cursor", "invalid", text)], "query", "parameter")
+    runs, next_position = RunStore(db).list_runs(
+        filters.statuses, filters.pipeline, filters.limit, position
     )
+    next_cursor = seal_cursor(next_position, cursor_key) if next_position else None
     return RunPage(items=[run.to_dict() for run in runs], next_cursor=next_cursor)
 
 
