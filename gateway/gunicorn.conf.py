@@ -82,8 +82,9 @@ def _configured_secrets(settings) -> tuple[str, ...]:
     """Every secret this process knows, longest first (8 characters at least: shorter
     ones would mask ordinary words), as given and percent-encoded."""
     found = set(settings.gateway_api_tokens)
-    if settings.workbench_api_token:
-        found.add(settings.workbench_api_token)
+    for secret in (settings.workbench_api_token, settings.gateway_secret_key):
+        if secret:
+            found.add(secret)
     if settings.database_url:
         found.add(urlsplit(settings.database_url).password or "")
         found.update(re.findall(r"password\s*=\s*'?([^'\s]+)", settings.database_url))
