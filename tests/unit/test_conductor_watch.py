@@ -62,3 +62,22 @@ def test_the_stack_runs_conductor_with_its_execution_lock(tmp_path, monkeypatch)
     )
     assert properties["conductor.app.workflowExecutionLockEnabled"] == "true"
     assert properties["conductor.workflow-execution-lock.type"] == "local_only"
+
+
+def test_the_workers_and_the_watch_get_the_read_only_url_after_conductor(monkeypatch):
+    from stack import config, processes
+
+    monkeypatch.setattr(processes.conductor, "server_command", lambda _password: ["java"])
+    secrets = {name: f"secret-{name.lower()}" for name in config.SECRET_NAMES}
+    endpoints = config.endpoints(secrets)
+    assert endpoints["CONDUCTOR_DATABASE_URL"].startswith("postgresql://conductor_monitor:")
+    built = processes.build(secrets, endpoints)
+    by_name = {p.name: p for p in built}
+    for name in ("submit-workers", "poller", "conductor-watch"):
+        env = by_name[name].env
+        assert env["CONDUCTOR_DATABASE_URL"] == endpoints["CONDUCTOR_DATABASE_URL"], name
+        assert int(env["CONDUCTOR_STUCK_MESSAGE_SECONDS"]) >= 150, name
+    assert "CONDUCTOR_DATABASE_URL" not in by_name["gateway"].env
+    names = [p.name for p in built]
+    assert names.index("conductor-watch") == names.index("conductor") + 1
+    assert by_name["conductor-watch"].command[-2:] == ["-m", "stack.conductor_watch"]
