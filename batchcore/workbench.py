@@ -85,7 +85,7 @@ class JobStatus:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     # What the client changed to make the answer storable, with the raw values (made storable).
-    normalised: dict[str, Any] = field(default_factory=dict)
+    normalised: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def terminal(self) -> bool:

@@ -131,6 +131,7 @@ def test_a_usable_timestamp_is_kept_and_moved_to_utc(clocked, requests_mock):
     assert job.started_at.utcoffset() == timedelta(0)
     assert job.normalised == {}
     assert "normalised" not in job.event_details()
+    assert hash(job) == hash(clocked.get_job("wb-1"))  # still usable as a key
 
 
 @pytest.mark.parametrize(
