@@ -1,9 +1,8 @@
-"""Detects Conductor's dead unack processor (conductor-oss/conductor#326) in its database.
+"""Detects Conductor's dead unack processor (conductor-oss/conductor#326) in its database."""
 
-PostgresQueueDAO.processAllUnacks runs on a single scheduled executor; once it throws (the
-database gone longer than its retries) it never runs again, and every message popped from
-then on and never acknowledged stays popped: its workflow is stuck until the server restarts.
-"""
+# PostgresQueueDAO.processAllUnacks runs on a single scheduled executor; once it throws (the
+# database gone longer than its retries) it never runs again, and every message popped from
+# then on and never acknowledged stays popped: its workflow is stuck until the server restarts.
 
 from __future__ import annotations
 

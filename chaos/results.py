@@ -1,8 +1,7 @@
-"""bench/results/chaos.json: one flat object, each scenario's figures under its name, totals.
+"""bench/results/chaos.json: one flat object, each scenario's figures under its name, totals."""
 
-A run of some scenarios replaces only their keys; the totals are recomputed over every
-scenario the file holds.
-"""
+# A run of some scenarios replaces only their keys; the totals are recomputed over every
+# scenario the file holds.
 
 from __future__ import annotations
 

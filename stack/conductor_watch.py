@@ -1,12 +1,11 @@
-"""`python -m stack.conductor_watch`: restart the stack's Conductor when its queue is stuck.
+"""`python -m stack.conductor_watch`: restart the stack's Conductor when its queue is stuck."""
 
-conductor-oss/conductor#326: once Conductor's unack processor has died, popped messages are
-never handed out again and their workflows stay stuck until the server restarts. This
-supervised process checks Conductor's database (batchcore.conductor_queue) every few seconds
-and restarts the `conductor` program when the check finds such messages, at most once per
-hold-off (the new server first un-acks about a minute after it starts). It never starts a
-Conductor that someone stopped.
-"""
+# conductor-oss/conductor#326: once Conductor's unack processor has died, popped messages are
+# never handed out again and their workflows stay stuck until the server restarts. This
+# supervised process checks Conductor's database (batchcore.conductor_queue) every few seconds
+# and restarts the `conductor` program when the check finds such messages, at most once per
+# hold-off (the new server first un-acks about a minute after it starts). It never starts a
+# Conductor that someone stopped.
 
 from __future__ import annotations
 
