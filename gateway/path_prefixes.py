@@ -29,12 +29,12 @@ _DEEP_CHECK_LIMIT = 4 * MAX_PATH_LENGTH
 _MAX_DECODE_ROUNDS = 5
 
 # Schemes whose authority is a bucket or container name that must be present.
-_BUCKET_SCHEMES = frozenset({"s3", "s3a", "s3n", "gs", "abfs", "abfss"})
+BUCKET_SCHEMES = frozenset({"s3", "s3a", "s3n", "gs", "abfs", "abfss"})
 # ABFS addresses a container inside a storage account as
 # abfs[s]://<container>@<account>.dfs.core.windows.net/<path>. There the '@' is part of
 # the address, not user-info, so for these schemes one '@' is allowed in the authority
 # (but not two, and not a ':' before it, which would be a user:password pair).
-_CONTAINER_AT_ACCOUNT_SCHEMES = frozenset({"abfs", "abfss"})
+CONTAINER_AT_ACCOUNT_SCHEMES = frozenset({"abfs", "abfss"})
 # Schemes that name the same store, for the same/nested comparison.
 _SAME_STORE = {"s3a": "s3", "s3n": "s3", "abfss": "abfs"}
 
@@ -199,14 +199,14 @@ def _check_authority(scheme: str, rest: str, add, note: str) -> None:
         return
 
     if not rest.startswith("//"):
-        if scheme in _BUCKET_SCHEMES:
+        if scheme in BUCKET_SCHEMES:
             add("bucket_missing", f"must have the form {scheme}://<bucket>/<path>" + note)
         return
     authority, _ = _split_authority(rest[2:])
     host = authority
     userinfo = "must not contain user information ('user@' or 'user:password@') before the host"
-    if scheme in _CONTAINER_AT_ACCOUNT_SCHEMES:
-        # abfs://<container>@<account>...: see _CONTAINER_AT_ACCOUNT_SCHEMES.
+    if scheme in CONTAINER_AT_ACCOUNT_SCHEMES:
+        # abfs://<container>@<account>...: see CONTAINER_AT_ACCOUNT_SCHEMES.
         container, at, host = authority.rpartition("@")
         if authority.count("@") > 1 or ":" in container:
             add("userinfo", userinfo + note)
@@ -216,7 +216,7 @@ def _check_authority(scheme: str, rest: str, add, note: str) -> None:
         add("userinfo", userinfo + note)
         host = authority.rpartition("@")[2]
     if not host:
-        if scheme in _BUCKET_SCHEMES:
+        if scheme in BUCKET_SCHEMES:
             add("bucket_missing", f"must name a bucket: {scheme}://<bucket>/<path>" + note)
         return
     if _is_ip_literal(host):

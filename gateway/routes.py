@@ -114,7 +114,7 @@ def metrics_text():
 @ops.get("/openapi.json")
 def openapi_json():
     """The OpenAPI document of this API."""
-    return jsonify(openapi.document())
+    return jsonify(openapi.document(_gateway().settings.allowed_path_schemes))
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 
+from batchcore import settings
+
 from .paths import PATHS
-from .schemas import RESPONSES, SCHEMAS
+from .schemas import RESPONSES, SCHEMAS, with_schemes
 
 _DOCUMENT = {
     "openapi": "3.0.3",
@@ -25,6 +27,10 @@ _DOCUMENT = {
 }
 
 
-def document() -> dict:
-    """The OpenAPI document (a copy: callers may not change the served one)."""
-    return copy.deepcopy(_DOCUMENT)
+def document(allowed_schemes: frozenset[str] | None = None) -> dict:
+    """The OpenAPI document for these ALLOWED_PATH_SCHEMES (the default when None); a copy,
+    which callers may change."""
+    doc = copy.deepcopy(_DOCUMENT)
+    schemes = allowed_schemes or settings.default("ALLOWED_PATH_SCHEMES")
+    with_schemes(doc["components"]["schemas"], frozenset(schemes))
+    return doc

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from batchcore.runs import lifecycle
 from batchcore.runs.model import HISTORY_FIELDS, PUBLIC_FIELDS
 
 from .. import validation
-from ..path_prefixes import MAX_PATH_LENGTH
+from ..path_prefixes import BUCKET_SCHEMES, CONTAINER_AT_ACCOUNT_SCHEMES, MAX_PATH_LENGTH
 from ..rendering import PIPELINE_FIELDS
 
 STATUS = {"type": "string", "enum": list(lifecycle.ALL)}
@@ -22,17 +24,64 @@ def _nullable(schema: dict) -> dict:
 
 
 def _path_prefix(description: str, example: str) -> dict:
+    # The pattern and the schemes in the description are set per gateway (with_schemes).
     return {
         "type": "string",
         "minLength": 1,
         "maxLength": MAX_PATH_LENGTH,
-        "description": description
-        + " A URI whose scheme is in ALLOWED_PATH_SCHEMES (default s3, gs, abfs, file);"
-        " no '..' or '.' segment in any encoding, no control characters, no user-info,"
-        " no query or fragment, no IP host or port, no local or cloud-metadata host"
-        " (localhost, *.localhost, *.local, *.internal, metadata, …).",
+        "description": description,
         "example": example,
     }
+
+
+# What a pattern cannot say; each rule of gateway.path_prefixes beyond it is named here.
+_PREFIX_RULES_IN_WORDS = (
+    " No '..' or '.' segment in any encoding; percent-encoding must be valid UTF-8; no"
+    " control characters (also none of Unicode's format characters); no whitespace at"
+    " either end; no user-info; no IP host or port; no local or cloud-metadata host"
+    " (localhost, *.localhost, *.local, *.internal, metadata, …)."
+)
+# Characters never allowed in a prefix: backslash, query, fragment, C0, DEL and C1 controls,
+# line and paragraph separators.
+_NEVER = r"\\?#\x00-\x1f\x7f-\x9f\u2028\u2029"
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+def path_prefix_pattern(schemes: frozenset[str]) -> str:
+    """The shape of an acceptable prefix as an ECMA-262 pattern: an allowed scheme (any
+    case) and its form: <bucket-scheme>://<bucket>[/path] (abfs: <container>[@<account>]),
+    file:///path or file://localhost/path, other schemes <scheme>:...; no character of
+    _NEVER. Wider than the rules, never narrower."""
+    rest = f"[^{_NEVER}]*"
+    name = f"[^/@{_NEVER}\\s][^/@{_NEVER}]*"
+    forms = []
+    for scheme in sorted(schemes):
+        if scheme == "file":
+            forms.append(f"{_any_case('file')}://(?:{_any_case('localhost')})?/{rest}")
+        elif scheme in CONTAINER_AT_ACCOUNT_SCHEMES:
+            forms.append(f"{_any_case(scheme)}://{name}(?:@[^/@{_NEVER}]+)?(?:/{rest})?")
+        elif scheme in BUCKET_SCHEMES:
+            forms.append(f"{_any_case(scheme)}://{name}(?:/{rest})?")
+        else:
+            forms.append(f"{_any_case(scheme)}:{rest}")
+    return f"^(?:{'|'.join(forms)})$"
+
+
+def with_schemes(schemas: dict, schemes: frozenset[str]) -> None:
+    """Set the path prefixes' pattern and description for these allowed schemes."""
+    pattern = path_prefix_pattern(schemes)
+    words = (
+        f" A URI whose scheme is one of {', '.join(sorted(schemes))} (ALLOWED_PATH_SCHEMES),"
+        " of the form scheme://bucket/path (file:///path for file); no '?', '#' or"
+        " backslash." + _PREFIX_RULES_IN_WORDS
+    )
+    for name in ("input_path_prefix", "output_path_prefix"):
+        field = schemas["RunRequest"]["properties"][name]
+        field["pattern"] = pattern
+        field["description"] += words
 
 
 PIPELINE_NAME = {
