@@ -14,6 +14,7 @@ from batchcore.runs.paging import cursor_key
 from batchcore.settings import Settings
 
 from . import auth, connections, errors, metrics, routes
+from .submission import WaitingRoom, waiting_capacity
 
 MAX_BODY_BYTES = 1024 * 1024  # DESIGN: request bodies over 1 MiB are refused with 413
 REQUIRED_VARIABLES = ("DATABASE_URL", "GATEWAY_API_TOKENS")
@@ -30,6 +31,7 @@ class Gateway:
         self._database = database
         self._lock = threading.Lock()
         self.cursor_key = cursor_key(settings.gateway_secret_key, settings.gateway_api_tokens)
+        self.waiting_room = WaitingRoom(waiting_capacity(settings.gateway_threads))
 
     def database(self) -> Database:
         """This process's pool; made lazily so that importing the app never connects."""

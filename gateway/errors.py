@@ -20,6 +20,8 @@ from batchcore.errors import (
     ValidationFailed,
 )
 
+from .submission import run_url
+
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +43,9 @@ DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = (
 )
 
 DATABASE_UNAVAILABLE_MESSAGE = "The database is unavailable; try again shortly"
+CONDUCTOR_UNAVAILABLE_MESSAGE = "Conductor cannot be reached just now; try again shortly"
+# Keys of an upstream error's details that carry internal addresses or raw answers.
+INTERNAL_DETAIL_KEYS = frozenset({"conductor_url", "url", "response", "exception", "message"})
 # Seconds a client should wait before retrying a 503: an outage is rarely shorter.
 RETRY_AFTER_SECONDS = "5"
 
@@ -76,12 +81,28 @@ def _domain_error(exc: DomainError):
         return _unexpected_error(exc)
     if isinstance(exc, DatabaseUnavailable):
         return _database_error(exc)
+    message, details = exc.message, exc.details
     if status >= 500:
-        log.warning("%s %s: %s", request.method, request.path, exc.message)
-    body, status = error_response(status, exc.code, exc.message, exc.details)
+        log.warning("%s %s: %s %s", request.method, request.path, exc.message, exc.details)
+    if isinstance(exc, ConductorUnavailable) and not getattr(exc, "public", False):
+        # Conductor's address and its answer are for the log; the client gets a sentence.
+        message = CONDUCTOR_UNAVAILABLE_MESSAGE
+        details = [d for d in (_public(detail) for detail in details) if d]
+    body, status = error_response(status, exc.code, message, details)
+    run_id = getattr(exc, "run_id", None)
+    if run_id is not None:
+        # The run exists: the answer names it, like a 202 would.
+        body.headers["Location"] = run_url(run_id)
     if status == 503:
         body.headers["Retry-After"] = RETRY_AFTER_SECONDS
     return body, status
+
+
+def _public(detail: object) -> dict:
+    """The keys of an error detail a client may see (no address, no upstream answer)."""
+    if not isinstance(detail, dict):
+        return {}
+    return {key: value for key, value in detail.items() if key not in INTERNAL_DETAIL_KEYS}
 
 
 def _database_error(exc: Exception):

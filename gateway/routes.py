@@ -7,6 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from . import inputs, metrics, openapi, services, validation
 from .errors import error_response
 from .rendering import render_pipeline, render_run
+from .submission import run_url
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 ops = Blueprint("ops", __name__)
@@ -27,13 +28,14 @@ def create_run():
             asked.run_request,
             asked.idempotency_key,
             asked.wait_seconds,
+            waiting_room=gateway.waiting_room,
         )
     except Exception as exc:
         metrics.count_run_outcome(metrics.outcome_of(exc))
         raise
     metrics.count_run_outcome("accepted" if submission.created else "idempotent_replay")
     response = jsonify(render_run(submission.run, submission.history))
-    response.headers["Location"] = f"{api.url_prefix}/pipeline-runs/{submission.run['id']}"
+    response.headers["Location"] = run_url(submission.run["id"])
     if not submission.created:
         response.headers["Idempotent-Replayed"] = "true"
         return response, 200

@@ -14,35 +14,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from batchcore.conductor import WorkflowNotStarted, is_not_found
+from batchcore.conductor import is_not_found
 from batchcore.db import Database
 from batchcore.errors import (
     ConductorUnavailable,
-    DomainError,
     NotFound,
-    ValidationFailed,
 )
-from batchcore.runs import lifecycle, workflow
-from batchcore.runs.model import REQUEST_FIELDS, NewRun, Run, Transition
 from batchcore.runs.paging import open_cursor, seal_cursor
 from batchcore.runs.store import RunStore
 
 from . import workflow_view
 from .problems import problem, raise_if_any
-from .validation import ListFilters, RunRequest
+
+# Submitting lives in its own module; these names are the services' as well.
+from .submission import AcceptedRun, PipelineNotFound, submit_run  # noqa: F401
+from .validation import ListFilters
 
 log = logging.getLogger(__name__)
 
-# ?wait= polling: start quick (most runs leave PENDING within a second), back off to this.
-WAIT_FIRST_DELAY = 0.1
-WAIT_MAX_DELAY = 0.5
 READINESS_TIMEOUT = 2.0
-
-
-class PipelineNotFound(NotFound):
-    """The request names a pipeline the catalog does not have."""
-
-    code = "pipeline_not_found"
 
 
 class RunNotFound(NotFound):
@@ -75,50 +65,11 @@ class RunView:
 
 
 @dataclass(frozen=True)
-class AcceptedRun:
-    """The outcome of submit_run: the run as it now is, and whether this call created it."""
-
-    run: dict
-    history: list[dict]
-    created: bool
-
-
-@dataclass(frozen=True)
 class RunPage:
     """One page of runs, newest first, and the cursor of the next page (None at the end)."""
 
     items: list[dict]
     next_cursor: str | None
-
-
-def submit_run(
-    db: Database,
-    conductor: Conductor,
-    request: RunRequest,
-    idempotency_key: str | None = None,
-    wait_seconds: float = 0.0,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> AcceptedRun:
-    """Store a PENDING run, start its workflow, and optionally wait until it leaves PENDING.
-
-    An idempotent replay (same key, same request) returns the stored run with
-    created=False and starts nothing. When Conductor cannot start the workflow the run
-    is stored FAILED with the reason and ConductorUnavailable names the run id.
-    """
-    store = RunStore(db)
-    new = NewRun(
-        **{name: getattr(request, name) for name in REQUEST_FIELDS},
-        idempotency_key=idempotency_key,
-    )
-    pipeline, run, created = store.create_run(new, admit=lambda found: _admit(found, request))
-    if created:
-        _start_workflow(store, conductor, pipeline, run)
-    if wait_seconds > 0:
-        _wait_while_pending(store, run.id, wait_seconds, sleep, clock)
-    view = get_run(db, run.id)
-    return AcceptedRun(run=view.run, history=view.history, created=created)
 
 
 def get_run(db: Database, run_id: str | uuid.UUID) -> RunView:
@@ -172,138 +123,6 @@ def check_readiness(
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _admit(pipeline: dict | None, request: RunRequest) -> None:
-    """Refuse a request for a pipeline the catalog lacks, has disabled, or runs otherwise."""
-    if pipeline is None:
-        raise PipelineNotFound(
-            f"No pipeline named {request.pipeline!r}; GET /api/v1/pipelines lists them.",
-            details=[
-                {
-                    "field": "pipeline",
-                    "rule": "not_found",
-                    "message": f"pipeline: {request.pipeline!r} is not in the catalog",
-                }
-            ],
-        )
-    if not pipeline["enabled"]:
-        raise ValidationFailed(
-            f"Pipeline {request.pipeline!r} is disabled and takes no new runs.",
-            details=[
-                {
-                    "field": "pipeline",
-                    "rule": "disabled",
-                    "message": f"pipeline: {request.pipeline!r} is disabled",
-                }
-            ],
-        )
-    if pipeline["mode"] != request.mode:
-        raise ValidationFailed(
-            f"Pipeline {request.pipeline!r} runs in mode {pipeline['mode']}, not {request.mode}.",
-            details=[
-                {
-                    "field": "mode",
-                    "rule": "pipeline_mode",
-                    "message": f"mode: pipeline {request.pipeline!r} runs in mode "
-                    f"{pipeline['mode']}",
-                }
-            ],
-        )
-
-
-def _start_workflow(store: RunStore, conductor: Conductor, pipeline: dict, run: Run) -> None:
-    try:
-        workflow_id = workflow.start_run_workflow(
-            conductor, run, pipeline["workflow_name"], pipeline["workflow_version"]
-        )
-    except ConductorUnavailable as exc:
-        _record_start_failure(store, conductor, pipeline, run.id, exc)
-        return
-    store.set_workflow_id(run.id, workflow_id)
-    log.info("run %s started as Conductor workflow %s", run.id, workflow_id)
-
-
-def _record_start_failure(
-    store: RunStore, conductor: Conductor, pipeline: dict, run_id: uuid.UUID, exc: DomainError
-) -> None:
-    """Store the run FAILED with the reason, then raise ConductorUnavailable naming it.
-
-    Returns normally only when the run has already moved on (a start that timed out
-    but did happen): then the workflow is running and the caller answers as usual.
-    """
-    if isinstance(exc, WorkflowNotStarted):
-        error_details = exc.error_details()
-        maybe_started = exc.maybe_started
-    else:
-        error_details = {"conductor_url": conductor.base_url}
-        maybe_started = False
-    conductor_url = error_details["conductor_url"]
-    error_message = f"{exc.message}; the run was not started"
-    log.warning("run %s: %s", run_id, error_message)
-    # Under the row lock: a start that timed out may still have happened, and its workflow
-    # may already have moved the run on; only a PENDING run is failed here.
-    current = store.transition_if_pending(
-        run_id,
-        Transition(
-            status=lifecycle.FAILED,
-            source="gateway",
-            message="Conductor could not start the workflow",
-            details=error_details,
-            error_message=error_message,
-            error_details=error_details,
-        ),
-    )
-    if current != lifecycle.PENDING:
-        log.warning("run %s is %s although starting it seemed to fail", run_id, current)
-        return
-    if maybe_started:
-        _terminate_stray_workflows(conductor, pipeline, run_id)
-    raise ConductorUnavailable(
-        f"Run {run_id} was stored but Conductor at {conductor_url} could not start its "
-        "workflow; the run is FAILED. Submit it again later.",
-        details=[
-            {
-                "run_id": str(run_id),
-                "conductor_url": conductor_url,
-                "message": error_message,
-            }
-        ],
-    ) from exc
-
-
-def _terminate_stray_workflows(conductor: Conductor, pipeline: dict, run_id: uuid.UUID) -> None:
-    try:
-        stray = conductor.terminate_correlated(
-            pipeline["workflow_name"],
-            str(run_id),
-            "the gateway gave up starting this run; it is FAILED",
-        )
-    except Exception:
-        # Best effort: the workers refuse to act for a FAILED run anyway.
-        log.warning("run %s: could not look for stray workflows", run_id, exc_info=True)
-        return
-    if stray:
-        log.warning("run %s: terminated stray workflow(s) %s", run_id, ", ".join(stray))
-
-
-def _wait_while_pending(
-    store: RunStore,
-    run_id: uuid.UUID,
-    seconds: float,
-    sleep: Callable[[float], None],
-    clock: Callable[[], float],
-) -> None:
-    deadline = clock() + seconds
-    delay = WAIT_FIRST_DELAY
-    while True:
-        # One short read each time: no connection is held while sleeping.
-        status = store.run_status(run_id)
-        remaining = deadline - clock()
-        if status != lifecycle.PENDING or remaining <= 0:
-            return
-        sleep(min(delay, remaining))
-        delay = min(delay * 2, WAIT_MAX_DELAY)
 
 
 class _Flight:

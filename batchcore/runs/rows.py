@@ -29,24 +29,32 @@ def create_run(cur, new: NewRun) -> tuple[dict, bool]:
     """Insert a PENDING run with its first event; return (row, created).
 
     With an idempotency key already used for the same request, return that run and
-    created=False; for another request, raise Conflict.
+    created=False; for another request, raise Conflict. A run that failed before its
+    workflow started holds no key: its key passes to the new run (a new attempt), and an
+    event on it names the run that replaced it.
     """
     run_id = uuid.uuid4()
     fingerprint = new.fingerprint()
     request = {k: Json(v) if isinstance(v, dict | list) else v for k, v in new.request().items()}
-    cur.execute(
-        Q["insert_run"],
-        {
-            **request,
-            "id": run_id,
-            "idempotency_key": new.idempotency_key,
-            "request_fingerprint": fingerprint,
-        },
-    )
-    row = cur.fetchone()
-    if row is None:
-        cur.execute(Q["get_run_by_idempotency_key"], {"idempotency_key": new.idempotency_key})
+    replaced = None
+    # A second pass only when the key's holder released it between the insert and the lock.
+    for _ in range(3):
+        cur.execute(
+            Q["insert_run"],
+            {
+                **request,
+                "id": run_id,
+                "idempotency_key": new.idempotency_key,
+                "request_fingerprint": fingerprint,
+            },
+        )
+        row = cur.fetchone()
+        if row is not None:
+            break
+        cur.execute(Q["lock_run_by_idempotency_key"], {"idempotency_key": new.idempotency_key})
         existing = cur.fetchone()
+        if existing is None:
+            continue
         if existing["request_fingerprint"] != fingerprint:
             raise Conflict(
                 f"Idempotency-Key {new.idempotency_key!r} was already used for run "
@@ -59,16 +67,25 @@ def create_run(cur, new: NewRun) -> tuple[dict, bool]:
                     }
                 ],
             )
-        return existing, False
-    _event(
-        cur,
-        run_id,
-        None,
-        lifecycle.PENDING,
-        "gateway",
-        "Run accepted",
-        {"idempotency_key": new.idempotency_key} if new.idempotency_key else {},
-    )
+        cur.execute(Q["release_idempotency_key"], {"id": existing["id"]})
+        if cur.fetchone() is None:
+            return existing, False
+        replaced = existing["id"]
+    else:
+        raise Conflict(f"Idempotency-Key {new.idempotency_key!r} is contended; try again")
+    details = {"idempotency_key": new.idempotency_key} if new.idempotency_key else {}
+    if replaced is not None:
+        details["replaces"] = str(replaced)
+        _event(
+            cur,
+            replaced,
+            lifecycle.FAILED,
+            lifecycle.FAILED,
+            "gateway",
+            f"Replaced by run {run_id}, a retry with the same Idempotency-Key",
+            {"idempotency_key": new.idempotency_key, "replaced_by": str(run_id)},
+        )
+    _event(cur, run_id, None, lifecycle.PENDING, "gateway", "Run accepted", details)
     return row, True
 
 

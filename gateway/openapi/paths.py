@@ -46,8 +46,10 @@ PATHS = {
             "summary": "Submit a batch pipeline run",
             "description": "Stores the run PENDING and starts its Conductor workflow. With an"
             " Idempotency-Key already used for the same body, answers 200 with the earlier"
-            " run (header Idempotent-Replayed: true) and starts nothing; with another body,"
-            " 409. The body is read as JSON whatever its Content-Type.",
+            " run (header Idempotent-Replayed: true) and starts nothing, unless that run failed"
+            " before its workflow started (Conductor unreachable): then the key passes to a new"
+            " attempt (202) and the failed run's history names it; with another body, 409."
+            " The body is read as JSON whatever its Content-Type.",
             "security": _SECURED,
             "parameters": [
                 {
@@ -76,7 +78,9 @@ PATHS = {
                         "default": 0,
                     },
                     "description": "Seconds to wait for the run to leave PENDING before"
-                    " answering (the answer comes as soon as it does)",
+                    " answering (the answer comes as soon as it does). Waits are bounded: when"
+                    " as many requests already wait as the gateway allows (half its threads),"
+                    " the answer comes at once, the run as it is (often PENDING)",
                 },
             ],
             "requestBody": {
@@ -102,11 +106,20 @@ PATHS = {
                 **_API_ERRORS,
                 "503": {
                     **error(
-                        "The database is unavailable, or Conductor could not start the workflow:"
-                        " then the run is stored FAILED with the reason, and the message and"
-                        " details (run_id) name it"
+                        "The database is unavailable before the run was stored, or Conductor"
+                        " could not start the workflow: then the run is stored FAILED with the"
+                        " reason, and the message, details (run_id) and Location name it; a"
+                        " retry with the same Idempotency-Key makes a new attempt. Once a run"
+                        " is stored every answer names it: a database lost after that answers"
+                        " 202 with the run as this request knows it (history may be empty)"
                     ),
-                    "headers": {"Retry-After": {"schema": {"type": "string"}}},
+                    "headers": {
+                        "Retry-After": {"schema": {"type": "string"}},
+                        "Location": {
+                            "description": "The stored run's URL, when a run was stored",
+                            "schema": {"type": "string"},
+                        },
+                    },
                 },
             },
         },

@@ -14,8 +14,15 @@ VALUES (%(id)s, %(pipeline)s, %(mode)s, 'PENDING', %(input_path_prefix)s, %(outp
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *
 
--- name: get_run_by_idempotency_key
-SELECT * FROM pipeline_runs WHERE idempotency_key = %(idempotency_key)s
+-- name: lock_run_by_idempotency_key
+SELECT * FROM pipeline_runs WHERE idempotency_key = %(idempotency_key)s FOR UPDATE
+
+-- name: release_idempotency_key
+-- Only a run that failed before its workflow started gives its key up (migration 0006).
+UPDATE pipeline_runs SET idempotency_key = NULL
+WHERE id = %(id)s AND status = 'FAILED'
+  AND conductor_workflow_id IS NULL AND workbench_job_id IS NULL
+RETURNING id
 
 -- name: get_run
 SELECT * FROM pipeline_runs WHERE id = %(id)s

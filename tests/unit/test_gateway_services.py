@@ -1,4 +1,4 @@
-"""Service-layer logic that needs no real database: the ?wait= poll loop."""
+"""Service-layer logic that needs no real database: the ?wait= poll loop and its bound."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import uuid
 from contextlib import contextmanager
 
 from batchcore.runs.store import RunStore
-from gateway import services
+from gateway import submission
+
+wait_while_pending = submission._wait_while_pending
 
 
 class StatusCursor:
@@ -63,7 +65,7 @@ class FakeClock:
 def test_req_wait_polls_in_new_transactions_with_backoff_until_the_deadline():
     db = ScriptedDatabase(["PENDING"])
     clock = FakeClock()
-    services._wait_while_pending(RunStore(db), uuid.uuid4(), 2.0, clock.sleep_checking(db), clock)
+    wait_while_pending(RunStore(db), uuid.uuid4(), 2.0, clock.sleep_checking(db), clock)
     assert clock.sleeps == [0.1, 0.2, 0.4, 0.5, 0.5, 0.3]
     assert clock.now == 102.0
     assert db.transactions == len(clock.sleeps) + 1
@@ -72,7 +74,7 @@ def test_req_wait_polls_in_new_transactions_with_backoff_until_the_deadline():
 def test_req_wait_returns_as_soon_as_the_run_leaves_pending():
     db = ScriptedDatabase(["PENDING", "PENDING", "SUBMITTED"])
     clock = FakeClock()
-    services._wait_while_pending(RunStore(db), uuid.uuid4(), 30.0, clock.sleep_checking(db), clock)
+    wait_while_pending(RunStore(db), uuid.uuid4(), 30.0, clock.sleep_checking(db), clock)
     assert clock.sleeps == [0.1, 0.2]
     assert db.transactions == 3
 
@@ -80,5 +82,19 @@ def test_req_wait_returns_as_soon_as_the_run_leaves_pending():
 def test_req_wait_does_not_sleep_for_a_run_already_past_pending():
     db = ScriptedDatabase(["FAILED"])
     clock = FakeClock()
-    services._wait_while_pending(RunStore(db), uuid.uuid4(), 30.0, clock.sleep_checking(db), clock)
+    wait_while_pending(RunStore(db), uuid.uuid4(), 30.0, clock.sleep_checking(db), clock)
     assert clock.sleeps == []
+
+
+def test_req_waiting_seats_leave_at_least_one_thread_free():
+    assert [submission.waiting_capacity(n) for n in (1, 2, 3, 4, 16)] == [0, 1, 1, 2, 8]
+
+
+def test_req_a_request_past_the_waiting_bound_does_not_wait():
+    room = submission.WaitingRoom(2)
+    with room.seat() as first, room.seat() as second, room.seat() as third:
+        assert (first, second, third) == (True, True, False)
+    with room.seat() as again:
+        assert again
+    with submission.WaitingRoom(0).seat() as none:
+        assert not none
