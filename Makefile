@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv up down status logs migrate register demo chaos bench bench-quick test test-unit test-integration test-e2e lint format clean
+.PHONY: venv up down status logs migrate register demo chaos bench bench-quick browser test test-unit test-integration test-e2e lint format clean
 
 venv: $(STAMP)
 
@@ -59,7 +59,11 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: up lint
+# The browser tests' chromium (apt) and axe-core (npm, pinned in tests/browser/), when missing.
+browser: venv
+	$(PY) -m stack.browser
+
+test: up lint browser
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: venv
@@ -68,7 +72,7 @@ test-unit: venv
 test-integration: up
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: up
+test-e2e: up browser
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 clean: down

@@ -13,7 +13,7 @@ from batchcore.db import Database
 from batchcore.runs.paging import cursor_key
 from batchcore.settings import Settings
 
-from . import auth, connections, errors, metrics, routes
+from . import auth, connections, errors, metrics, routes, ui
 from .submission import WaitingRoom, waiting_capacity
 
 MAX_BODY_BYTES = 1024 * 1024  # DESIGN: request bodies over 1 MiB are refused with 413
@@ -72,6 +72,7 @@ def create_app(config: dict | None = None) -> Flask:
     connections.register(app)
     app.register_blueprint(routes.api)
     app.register_blueprint(routes.ops)
+    ui.register(app, settings)
     log.info("gateway ready (Conductor at %s)", settings.conductor_server_url)
     return app
 

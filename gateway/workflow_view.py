@@ -25,8 +25,8 @@ def shape(execution: dict) -> dict:
     return {
         "workflow_id": execution.get("workflowId"),
         "status": execution.get("status"),
-        "start_time": _time(execution.get("startTime")),
-        "end_time": _time(execution.get("endTime")),
+        "start_time": from_millis(execution.get("startTime")),
+        "end_time": from_millis(execution.get("endTime")),
         "tasks": [_task(task) for task in tasks],
     }
 
@@ -38,14 +38,14 @@ def _task(task: dict) -> dict:
         "status": task.get("status"),
         # Conductor counts retries from 0; a user counts attempts from 1.
         "attempt": int(task.get("retryCount") or 0) + 1,
-        "scheduled_at": _time(task.get("scheduledTime")),
-        "started_at": _time(task.get("startTime")),
-        "ended_at": _time(task.get("endTime")),
+        "scheduled_at": from_millis(task.get("scheduledTime")),
+        "started_at": from_millis(task.get("startTime")),
+        "ended_at": from_millis(task.get("endTime")),
         "reason": task.get("reasonForIncompletion") or None,
     }
 
 
-def _time(millis) -> str | None:
+def from_millis(millis) -> str | None:
     """Conductor's epoch milliseconds as ISO 8601 UTC; 0 and absent mean 'not yet'."""
     if not isinstance(millis, int | float) or millis <= 0:
         return None
