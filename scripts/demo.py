@@ -346,6 +346,14 @@ def show_next_steps(env: dict[str, str], run: dict[str, Any], out: TextIO | None
     print("\n".join(lines), file=out)
 
 
+def show_run_browser(env: dict[str, str], run: dict[str, Any], out: TextIO | None = None) -> None:
+    """Print the run browser's page of this run and how to sign in to it."""
+    out = out if out is not None else sys.stdout
+    gateway, token = env["GATEWAY_URL"].rstrip("/"), env["GATEWAY_API_TOKEN"]
+    print(f"\nThe run in the run browser: {gateway}/ui/runs/{run.get('id')}", file=out)
+    print(f"  sign in with the dev token (GATEWAY_API_TOKEN): {token}", file=out)
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -397,9 +405,11 @@ def demo(args: argparse.Namespace) -> int:
     if run["status"] == "FAILED":
         print(f"\nThe run FAILED: {run.get('error_message') or '(no reason recorded)'}")
         print("`make logs` shows what the workers and the simulator saw.")
+        show_run_browser(env, run)
         return 1
     show_output(run.get("output_path_prefix") or body["output_path_prefix"])
     show_next_steps(env, run)
+    show_run_browser(env, run)
     return 0
 
 
