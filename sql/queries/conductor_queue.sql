@@ -3,6 +3,8 @@
 -- A healthy server hands a popped, unacknowledged message out again soon after its delivery
 -- time: PostgresQueueDAO.processAllUnacks runs every 60 s for messages 60 s past deliver_on.
 -- One older than the threshold means that processor has died (conductor-oss/conductor#326).
+-- A pass un-pops at most 1000 messages: more than that due at once (thousands of workflows
+-- swept together) drain over several passes, so the threshold must outlast such a backlog.
 -- deliver_on is a timestamp without time zone written in the Conductor JVM's time zone, so
 -- this session's TimeZone must be the JVM's (localtimestamp is read in the session's zone).
 SELECT count(*) AS stuck_messages,
