@@ -40,7 +40,7 @@ demo: up
 # Long fault scenarios against the running stack (about 15 minutes); figures in
 # bench/results/chaos.json.
 chaos: up
-	$(PY) -m chaos $(SCENARIOS)
+	$(PY) -m chaos $(SCENARIOS) $(if $(REPEAT),--repeat $(REPEAT))
 
 # Benchmarks against the running stack, each figure a ratio to a baseline measured in the
 # same run (about 10 minutes on 2 cores): a table, and bench/results/latest.json.
