@@ -15,6 +15,7 @@ ROW_HEIGHT = 30
 BAR_HEIGHT = 16
 AXIS_HEIGHT = 24
 MIN_BAR = 2.0
+REASON_ROOM = 200
 
 
 def as_datetime(value) -> datetime | None:
@@ -88,6 +89,8 @@ class Bar:
     ran: str
     reason: str | None
     retry: bool
+    # Where the failure's reason is written beside the bar (None: no room, or no reason).
+    reason_x: float | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ def timeline(workflow: dict, now: datetime) -> Timeline | None:
                 ran=duration((task_end - started).total_seconds()) if started else "",
                 reason=task.get("reason"),
                 retry=task["attempt"] > 1,
+                reason_x=_reason_x(task.get("reason"), x_of(task_end)),
             )
         )
     return Timeline(
@@ -152,6 +156,13 @@ def timeline(workflow: dict, now: datetime) -> Timeline | None:
         total=duration(span),
         axis_y=len(tasks) * ROW_HEIGHT + 16,
     )
+
+
+def _reason_x(reason: str | None, bar_end: float) -> float | None:
+    """Right of the bar when the drawing has room there for a few words of the reason."""
+    if not reason or bar_end > TIMELINE_WIDTH - REASON_ROOM:
+        return None
+    return bar_end + 6
 
 
 def _end(task: dict, now: datetime) -> datetime:

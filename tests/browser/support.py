@@ -79,11 +79,14 @@ class Watched:
                             nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))"""
         )
 
-    def screenshot(self, name: str, full_page: bool = True) -> Path:
-        """A PNG under .stack/artifacts/browser/."""
+    def screenshot(self, name: str, full_page: bool = True, selector: str | None = None) -> Path:
+        """A PNG under .stack/artifacts/browser/: the page, or only the element `selector`."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=full_page)
+        if selector:
+            self.page.locator(selector).screenshot(path=str(path))
+        else:
+            self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
 

@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 
 from tests.browser import support
 from tests.e2e.conftest import run_body
+from tests.integration.helpers import Simulator
 
 HOSTILE = '<img src=x onerror=alert("img")><script>alert("script")</script>'
 REFUSED_SIGN_IN = re.compile(r"status of 401")
@@ -72,7 +73,7 @@ def test_req_sign_in_list_filter_and_sign_out(watched, token, api, gateway):
     expect(page).to_have_url(re.compile(r"/ui/runs$"))
     expect(page.locator("table.runs tbody tr").first).to_be_visible()
     assert_accessible(watched, "the run list")
-    watched.screenshot("runs")
+    watched.screenshot("runs", full_page=False)
 
     page.get_by_role("group", name="Status").get_by_label("COMPLETED").check()
     page.get_by_label("Pipeline").select_option("demo-batch")
@@ -96,16 +97,24 @@ def test_req_sign_in_list_filter_and_sign_out(watched, token, api, gateway):
     expect(page).to_have_url(re.compile(r"/ui/login"))
 
 
-def test_req_the_run_page_follows_a_run_to_its_end_without_a_reload(watched, token, api, gateway):
+def test_req_the_run_page_follows_a_run_to_its_end_without_a_reload(
+    watched, token, api, gateway, stack_env
+):
     page = watched.page
     watched.sign_in(token)
-    simulate = {"queue_seconds": 2, "duration_seconds": 4}
-    created = api.post_run(run_body(parameters={"simulate": simulate}))
+    body = run_body(parameters={"simulate": {"queue_seconds": 2, "duration_seconds": 4}})
+    # One refused submission: the workflow retries it, and the page draws both attempts.
+    Simulator(stack_env["WORKBENCH_ADMIN_URL"]).faults(
+        error_5xx={"status": 503, "count": 1, "only": "submit"},
+        input_path_prefixes=[body["input_path_prefix"]],
+    )
+    created = api.post_run(body)
     assert created.status_code == 202, created.text
     run_id = created.json()["id"]
     page.goto(f"{gateway}/ui/runs/{run_id}")
     head = page.locator("#run-head")
-    expect(head).not_to_contain_text("COMPLETED")
+    # The refused submission's retry waits about 2 s: the page opens on a PENDING run.
+    expect(head.locator(".status")).to_have_text("PENDING", timeout=1_500)
     assert page.locator("body").get_attribute("data-refresh") == "2"
     # A reload would lose this marker and the reader's scroll position.
     page.evaluate("() => { window.notReloaded = true; window.scrollTo(0, 300); }")
@@ -118,16 +127,19 @@ def test_req_the_run_page_follows_a_run_to_its_end_without_a_reload(watched, tok
     assert page.evaluate("() => window.notReloaded === true")
     assert page.evaluate("() => window.scrollY") == 300
     assert history.count() >= 3
-    assert page.locator("svg.timeline rect.run").count() >= 4
+    assert page.locator("svg.timeline rect.run").count() >= 5
+    expect(page.locator("svg.timeline")).to_contain_text("submit (attempt 2)")
+    failed_attempt = page.locator("#run-workflow table.tasks tbody tr").first
+    expect(failed_attempt).to_contain_text("FAILED")
+    expect(failed_attempt.locator("td[data-label=Reason]")).to_contain_text("503")
 
     # Times show in the reader's zone, with UTC on hover.
     created_at = page.locator("#run-fields time").first
     assert re.search(r"\b(EST|EDT)\b", created_at.inner_text()), created_at.inner_text()
     assert created_at.get_attribute("title").endswith("UTC")
     assert_accessible(watched, "a run's page")
-    watched.page.evaluate("() => window.scrollTo(0, 0)")
     watched.screenshot("run")
-    watched.screenshot("run-viewport", full_page=False)
+    watched.screenshot("run-workflow", selector="section:has(#workflow-title)")
 
 
 def test_req_a_failed_run_shows_its_html_as_text_and_its_failed_task(watched, token, api, gateway):

@@ -246,6 +246,9 @@ def test_req_the_run_page_draws_the_workflow_and_its_retry(pages):
     assert svg.count('class="run"') == 2 and svg.count('class="wait"') == 2
     assert "submit_to_workbench (attempt 2)" in svg
     assert 'class="task status-completed retry"' in svg
+    # The failed attempt's reason is written beside its bar, as text.
+    assert svg.count('class="reason"') == 1
+    assert "&lt;script&gt;alert(&#34;x&#34;)" in svg and "<script>" not in svg
     assert "data-refresh" not in html  # a FAILED run does not change any more
 
 
