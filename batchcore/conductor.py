@@ -152,6 +152,11 @@ class ConductorClient:
             json=output,
         ).text.strip()
 
+    def decide(self, workflow_id: str) -> None:
+        """Have Conductor evaluate the workflow once now: it enforces task timeouts only in such
+        a pass, and a workflow whose decider message was lost gets none otherwise."""
+        self._call("PUT", f"/workflow/decide/{quote(workflow_id, safe='')}", "decide a workflow")
+
     def terminate(self, workflow_id: str, reason: str) -> None:
         """Terminate a running workflow."""
         self._call(

@@ -359,3 +359,12 @@ def test_a_dns_failure_is_worded_as_the_workbench_client_words_it(client, reques
     phrase = "unreachable: its host name could not be resolved (DNS)"
     assert conductor_failed.value.message == f"Conductor at {BASE} {phrase}"
     assert workbench_failed.value.message == f"Workbench API at http://workbench.test {phrase}"
+
+
+def test_decide_asks_conductor_to_evaluate_the_workflow_once(client, requests_mock):
+    requests_mock.put(f"{BASE}/workflow/decide/wf%2F1", status_code=200, text="")
+    assert client.decide("wf/1") is None
+    assert requests_mock.last_request.method == "PUT"
+    requests_mock.put(f"{BASE}/workflow/decide/wf-2", status_code=500, json={"message": "boom"})
+    with pytest.raises(ConductorUnavailable, match="decide a workflow: HTTP 500"):
+        client.decide("wf-2")

@@ -106,3 +106,29 @@ def test_batch_status_poller_loops_with_a_literal_keep_last_n():
     assert isinstance(loop["inputParameters"]["keepLastN"], int)
     assert [t["name"] for t in loop["loopOver"]] == ["poll_status", "poll_interval"]
     assert loop["loopOver"][1]["type"] == "WAIT"
+
+
+# A submission worker outage shorter than this fails no run: each attempt of a task nobody
+# polls times out after pollTimeoutSeconds and is retried.
+WORKER_OUTAGE_TOLERATED_SECONDS = 20 * 60
+# The reconciler sees a task nobody took, or nobody answered, within this.
+STUCK_SEEN_WITHIN_SECONDS = 6 * 60
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_every_task_has_a_poll_timeout_that_a_decider_pass_enforces(name):
+    from conductor_workers import progress
+
+    task = load("tasks", name)
+    # 0 would let a task whose queue message was lost sit SCHEDULED for ever: a decider pass
+    # (the reconciler's PUT /workflow/decide) times it out and retries it with a new message.
+    assert task["pollTimeoutSeconds"] >= 60, "far above the workers' poll interval"
+    assert task["pollTimeoutSeconds"] + progress.MARGIN_SECONDS <= STUCK_SEEN_WITHIN_SECONDS
+    assert task["responseTimeoutSeconds"] + progress.MARGIN_SECONDS <= STUCK_SEEN_WITHIN_SECONDS
+
+
+@pytest.mark.parametrize("name", ["submit_to_workbench", "persist_run"])
+def test_poll_timeouts_outlast_a_short_outage_of_the_submission_workers(name):
+    task = load("tasks", name)
+    attempts = task["retryCount"] + 1
+    assert attempts * task["pollTimeoutSeconds"] >= WORKER_OUTAGE_TOLERATED_SECONDS
