@@ -24,9 +24,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import DecodeError, HTTPError, ProtocolError, ReadTimeoutError, SSLError
 from urllib3.util.retry import Retry
 
-from batchcore import statuses
 from batchcore.errors import WorkbenchError
 from batchcore.http_errors import safe_url
+from batchcore.runs import lifecycle
 from batchcore.workbench_errors import KIND_MALFORMED, KIND_TIMEOUT, Answer, Call
 from batchcore.workbench_normalise import clean_message, storable_timestamp
 
@@ -70,7 +70,7 @@ class SubmittedJob:
     """The Workbench's answer to a submission."""
 
     job_id: str
-    status: str  # the Workbench status, one of statuses.WORKBENCH_TO_RUN
+    status: str  # the Workbench status, one of lifecycle.WORKBENCH_TO_RUN
     created: bool  # True for 201 (a new job), False for 200 (the idempotency key was known)
 
 
@@ -90,7 +90,7 @@ class JobStatus:
     @property
     def terminal(self) -> bool:
         """True when the job has finished (its run status can never change again)."""
-        return statuses.is_terminal(self.run_status)
+        return lifecycle.is_terminal(self.run_status)
 
     def event_details(self) -> dict[str, Any]:
         """The answer as an audit event's details (JSON, storable), with what was normalised."""
@@ -261,7 +261,7 @@ class WorkbenchClient:
         return JobStatus(
             job_id=job_id,
             workbench_status=workbench_status,
-            run_status=statuses.run_status_for(workbench_status),
+            run_status=lifecycle.run_status_for(workbench_status),
             error_message=clean_message(error_message or "", "error_message", notes),
             started_at=storable_timestamp(data.get("started_at"), "started_at", now, notes),
             finished_at=storable_timestamp(data.get("finished_at"), "finished_at", now, notes),

@@ -13,7 +13,6 @@ from urllib.parse import urljoin
 
 import requests
 
-from batchcore import statuses
 from batchcore.backoff import parse_retry_after
 from batchcore.errors import WorkbenchError
 from batchcore.http_errors import (
@@ -25,6 +24,7 @@ from batchcore.http_errors import (
     scrub_urls,
     transport_failure,
 )
+from batchcore.runs import lifecycle
 from batchcore.workbench_normalise import job_id_problem
 
 __all__ = [
@@ -243,8 +243,8 @@ class Answer:
         status = data.get("status")
         if not isinstance(status, str):
             raise self.malformed("status is missing or not a string")
-        if status not in statuses.WORKBENCH_TO_RUN:
-            known = ", ".join(statuses.WORKBENCH_TO_RUN)
+        if status not in lifecycle.WORKBENCH_TO_RUN:
+            known = ", ".join(lifecycle.WORKBENCH_TO_RUN)
             raise self.malformed(
                 f"status {excerpt(status, 50)!r} is not one of {known}", KIND_UNKNOWN_STATUS
             )

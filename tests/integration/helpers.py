@@ -15,15 +15,15 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from batchcore import store
+from batchcore.runs import model, rows
 
 
 def make_run(database, parameters: dict | None = None, **extra) -> dict:
     """A PENDING run of the demo pipeline with unique prefixes."""
     with database.transaction() as cur:
-        run, _ = store.create_run(
+        run, _ = rows.create_run(
             cur,
-            store.NewRun(
+            model.NewRun(
                 "demo-batch",
                 "BATCH",
                 f"s3://in/{uuid.uuid4().hex}",
@@ -38,13 +38,13 @@ def make_run(database, parameters: dict | None = None, **extra) -> dict:
 def history(database, run_id) -> list[dict]:
     """The run's audit trail, oldest first."""
     with database.transaction() as cur:
-        return store.get_history(cur, run_id)
+        return rows.get_history(cur, run_id)
 
 
 def fetch_run(database, run_id) -> dict:
     """The run row as stored."""
     with database.transaction() as cur:
-        return store.get_run(cur, run_id)
+        return rows.get_run(cur, run_id)
 
 
 def await_true(check: Callable[[], object], timeout: float, what: str, every: float = 0.1):

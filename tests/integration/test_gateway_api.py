@@ -11,11 +11,11 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 
-from batchcore import store
 from batchcore.conductor import WorkflowNotStarted
 from batchcore.db import Database
+from batchcore.runs import rows
+from batchcore.runs.model import Transition
 from batchcore.settings import Settings
-from batchcore.store import Transition
 from gateway import create_app, openapi
 from tests.gateway_helpers import (
     FakeConductor,
@@ -57,8 +57,8 @@ def count(database: Database, table: str) -> int:
 
 def run_row(database: Database, run_id: str) -> dict:
     with database.transaction() as cur:
-        run = store.get_run(cur, run_id)
-        return {**run, "history": store.get_history(cur, run["id"])}
+        run = rows.get_run(cur, run_id)
+        return {**run, "history": rows.get_history(cur, run["id"])}
 
 
 @pytest.fixture
@@ -290,7 +290,7 @@ def test_req_1_3_conductor_timeout_fails_the_run_and_terminates_stray_workflows(
 def test_req_1_3_a_start_that_timed_out_but_happened_is_not_failed(make_client, database):
     def workflow_moves_run_on(run_id):
         with database.transaction() as cur:
-            store.transition(
+            rows.transition(
                 cur,
                 run_id,
                 Transition(
@@ -398,7 +398,7 @@ def test_req_1_7_wait_returns_when_the_run_leaves_pending(make_client, database)
             def advance():
                 time.sleep(0.4)
                 with database.transaction() as cur:
-                    store.transition(
+                    rows.transition(
                         cur,
                         correlation_id,
                         Transition(

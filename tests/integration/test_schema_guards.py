@@ -8,15 +8,15 @@ import uuid
 import psycopg2
 import pytest
 
-from batchcore import store
+from batchcore.runs import model, rows
 from tests.integration.helpers import fetch_run, history
 
 
 def _run(database, **extra) -> dict:
     with database.transaction() as cur:
-        run, _ = store.create_run(
+        run, _ = rows.create_run(
             cur,
-            store.NewRun(
+            model.NewRun(
                 "demo-batch", "BATCH", "s3://in/" + uuid.uuid4().hex, "s3://out/x", {}, **extra
             ),
         )
@@ -30,15 +30,15 @@ def _sql(database, statement: str, params: dict):
 
 def _finish(database, run_id, status="COMPLETED"):
     with database.transaction() as cur:
-        store.transition(
+        rows.transition(
             cur,
             run_id,
-            store.Transition("SUBMITTED", "test", "s", workbench_job_id="wb-" + uuid.uuid4().hex),
+            model.Transition("SUBMITTED", "test", "s", workbench_job_id="wb-" + uuid.uuid4().hex),
         )
-        store.transition(
+        rows.transition(
             cur,
             run_id,
-            store.Transition(
+            model.Transition(
                 status, "test", "done", error_message="boom" if status == "FAILED" else None
             ),
         )
@@ -59,7 +59,7 @@ def test_req_2_5_terminal_status_guard_refuses_an_update_in_sql(database, status
                 database, f"UPDATE pipeline_runs SET {change} WHERE id = %(id)s", {"id": run["id"]}
             )
     with database.transaction() as cur:
-        assert store.get_run(cur, run["id"])["status"] == status
+        assert rows.get_run(cur, run["id"])["status"] == status
 
 
 # The lifecycle as the README states it, written out here on purpose rather than read from

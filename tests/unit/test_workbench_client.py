@@ -11,8 +11,8 @@ import pytest
 import requests
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
-from batchcore import statuses
 from batchcore.errors import WorkbenchError
+from batchcore.runs import lifecycle
 from batchcore.workbench import DEFAULT_POOL_MAXSIZE, JobStatus, SubmittedJob, WorkbenchClient
 
 BASE = "http://workbench.test:8090"
@@ -90,7 +90,7 @@ def test_a_given_session_is_used_and_left_open(requests_mock):
     closed = []
     session.close = lambda: closed.append(True)  # type: ignore[method-assign]
     c = WorkbenchClient(BASE, TOKEN, session=session)
-    assert c.get_job("j1").run_status == statuses.RUNNING
+    assert c.get_job("j1").run_status == lifecycle.RUNNING
     c.close()
     assert closed == []
 
@@ -205,19 +205,19 @@ def test_submit_twice_reuses_the_idempotency_key(client, requests_mock):
 @pytest.mark.parametrize(
     ("workbench", "run"),
     [
-        ("QUEUED", statuses.SUBMITTED),
-        ("RUNNING", statuses.RUNNING),
-        ("SUCCEEDED", statuses.COMPLETED),
-        ("FAILED", statuses.FAILED),
-        ("CANCELLED", statuses.FAILED),
+        ("QUEUED", lifecycle.SUBMITTED),
+        ("RUNNING", lifecycle.RUNNING),
+        ("SUCCEEDED", lifecycle.COMPLETED),
+        ("FAILED", lifecycle.FAILED),
+        ("CANCELLED", lifecycle.FAILED),
     ],
 )
 def test_get_job_maps_every_contract_status(client, requests_mock, workbench, run):
     requests_mock.get(f"{JOBS}/wb-42", json={"job_id": "wb-42", "status": workbench})
     job = client.get_job("wb-42")
     assert job.workbench_status == workbench
-    assert job.run_status == run == statuses.run_status_for(workbench)
-    assert job.terminal is statuses.is_terminal(run)
+    assert job.run_status == run == lifecycle.run_status_for(workbench)
+    assert job.terminal is lifecycle.is_terminal(run)
     sent = requests_mock.last_request
     assert sent.method == "GET"
     assert sent.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -239,7 +239,7 @@ def test_get_job_parses_timestamps_and_error_message(client, requests_mock):
     assert job == JobStatus(
         job_id="wb-42",
         workbench_status="FAILED",
-        run_status=statuses.FAILED,
+        run_status=lifecycle.FAILED,
         error_message="input prefix is empty",
         started_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
         finished_at=datetime(2024, 5, 1, 14, 30, 15, 250000, tzinfo=timezone(timedelta(hours=2))),
