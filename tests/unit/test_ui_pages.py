@@ -294,3 +294,15 @@ def test_req_a_page_visited_signed_out_keeps_the_sign_in_form_usable(pages):
     assert client.get("/ui/runs").status_code == 302  # e.g. in another tab
     response = client.post("/ui/login", data={"csrf_token": csrf, "token": TOKEN})
     assert response.status_code == 303
+
+
+def test_req_the_run_page_links_to_the_run_as_the_api_answers_it(pages):
+    client = make_app().test_client()
+    sign_in(client)
+    page = client.get(f"/ui/runs/{pages.row['id']}").get_data(as_text=True)
+    assert f'href="/ui/runs/{pages.row["id"]}.json"' in page
+    answer = client.get(f"/ui/runs/{pages.row['id']}.json")
+    assert answer.mimetype == "application/json"
+    body = answer.get_json()
+    assert body["id"] == str(pages.row["id"]) and body["error_message"] == HOSTILE
+    assert body["history"][0]["message"] == HOSTILE
