@@ -240,13 +240,14 @@ class WorkbenchClient:
             created=answer.response.status_code == 201,
         )
 
-    def get_job(self, job_id: str) -> JobStatus:
-        """The current state of a Workbench job."""
+    def get_job(self, job_id: str, timeout: float | None = None) -> JobStatus:
+        """The current state of a Workbench job; ``timeout`` (seconds) caps the whole call
+        below the client's own timeouts (a caller's deadline)."""
         if not isinstance(job_id, str) or not job_id:
             raise ValueError("job_id must be a non-empty string")
         path = f"/jobs/{quote(job_id, safe='')}"
         answer = self._request(
-            "GET", path, what=f"the status request for job {job_id}", job_id=job_id
+            "GET", path, what=f"the status request for job {job_id}", job_id=job_id, cap=timeout
         )
         data = answer.json_object()
         answered_id = answer.job_id(data)
@@ -271,10 +272,22 @@ class WorkbenchClient:
     # -- transport
 
     def _request(
-        self, method: str, path: str, *, what: str, job_id: str | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        job_id: str | None = None,
+        cap: float | None = None,
+        **kwargs: Any,
     ) -> Answer:
-        """One attempt; the 2xx answer, or the WorkbenchError saying what went wrong."""
+        """One attempt, within ``cap`` seconds if given; the 2xx answer, or the WorkbenchError
+        saying what went wrong."""
         call = Call(self.base_url, self._token, method, path)
+        connect, read, whole = self.connect_timeout, self.read_timeout, self.answer_timeout
+        if cap is not None:
+            cap = max(cap, 0.001)
+            connect, read, whole = min(connect, cap), min(read, cap), min(whole, cap)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         headers.update(kwargs.pop("headers", {}))
         started = time.monotonic()
@@ -284,14 +297,14 @@ class WorkbenchClient:
                 self.base_url + path,
                 headers=headers,
                 auth=self._auth,
-                timeout=(self.connect_timeout, self.read_timeout),
+                timeout=(connect, read),
                 allow_redirects=False,
                 stream=True,
                 **kwargs,
             )
-            body = self._read_body(call, response, started)
+            body = self._read_body(call, response, started, whole)
         except requests.exceptions.RequestException as exc:
-            error = call.transport_error(exc, self.connect_timeout, self.read_timeout)
+            error = call.transport_error(exc, connect, read)
             log.debug("workbench %s %s failed: %s", method, path, error.message)
             raise error from exc
         log.debug(
@@ -306,8 +319,10 @@ class WorkbenchClient:
             return answer
         raise answer.status_error(what, job_id)
 
-    def _read_body(self, call: Call, response: requests.Response, started: float) -> bytes:
-        """The whole body, refused past MAX_ANSWER_BYTES or once answer_timeout has passed."""
+    def _read_body(
+        self, call: Call, response: requests.Response, started: float, whole: float
+    ) -> bytes:
+        """The whole body, refused past MAX_ANSWER_BYTES or once ``whole`` seconds passed."""
         chunks: list[bytes] = []
         size = 0
         try:
@@ -316,9 +331,9 @@ class WorkbenchClient:
                 if size > MAX_ANSWER_BYTES:
                     problem = f"its answer is over {MAX_ANSWER_BYTES} bytes"
                     raise Answer(call, response).malformed(problem, KIND_MALFORMED)
-                if time.monotonic() - started > self.answer_timeout:
+                if time.monotonic() - started > whole:
                     raise WorkbenchError(
-                        f"{call.where} did not finish its answer within {self.answer_timeout:g} s",
+                        f"{call.where} did not finish its answer within {whole:g} s",
                         transient=True,
                         kind=KIND_TIMEOUT,
                         status_code=response.status_code,

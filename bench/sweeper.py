@@ -19,6 +19,7 @@ import os
 import resource
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from bench import roundtrips
@@ -103,7 +104,10 @@ def _prepare_bare():
         checked = changed = 0
         while True:
             cur = conn.cursor()
-            cur.execute(Q["claim_due_runs"], {"batch_size": batch, "lease_seconds": lease})
+            cur.execute(
+                Q["claim_due_runs"],
+                {"batch_size": batch, "lease_seconds": lease, "lease_token": str(uuid.uuid4())},
+            )
             claimed = cur.fetchall()
             conn.commit()
             if not claimed:

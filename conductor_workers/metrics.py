@@ -15,3 +15,25 @@ TRANSITIONS = Counter(
 WORKBENCH_ERRORS = Counter(
     "poller_workbench_errors_total", "Failed Workbench status calls", ["kind"]
 )
+SWEEPS_ABORTED = Counter(
+    "poller_sweeps_aborted_total",
+    "poll_status sweeps that ended with an error (a lost database, a bug); one run's bad "
+    "answer never aborts a sweep",
+)
+WRITE_FALLBACKS = Counter(
+    "poller_batch_write_fallbacks_total",
+    "Batches whose one-statement write failed and were written run by run",
+)
+UNWRITABLE_OUTCOMES = Counter(
+    "poller_unwritable_outcomes_total",
+    "Runs whose poll outcome could not be written even alone (failure recorded, polled later)",
+)
+RUNS_DEFERRED = Counter(
+    "poller_runs_deferred_total",
+    "Claimed runs not asked because the batch's deadline (lease, sweep budget) came first",
+)
+RUNS_GIVEN_UP = Counter(
+    "poller_runs_given_up_total",
+    "Runs ended FAILED because the Workbench's answers gave no usable status (by kind)",
+    ["kind"],
+)

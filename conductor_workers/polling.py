@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from batchcore import settings
 from batchcore.backoff import backoff_delay, next_poll_delay
 from batchcore.conductor import ConductorClient
-from batchcore.errors import ConductorUnavailable, WorkbenchError
+from batchcore.errors import ConductorUnavailable, DatabaseUnavailable, WorkbenchError
 from batchcore.runs import lifecycle, workflow
 from batchcore.runs.model import PollOutcome, Run
 from batchcore.runs.store import RunStore
@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 # A Retry-After longer than this is honoured by scheduling the next poll, not by sleeping.
 MAX_INLINE_WAIT_SECONDS = 5.0
 MAX_FAILURE_BACKOFF_SECONDS = 300
+# Kept free at the end of a batch's deadline to write its outcomes back.
+WRITE_MARGIN_SECONDS = 5.0
+# A status call is not started with less time than this left before the deadline.
+MIN_CALL_SECONDS = 0.5
+# The kind recorded for a run whose outcome could not be written even alone.
+KIND_UNWRITABLE = "unwritable"
 
 
 @dataclass(frozen=True)
@@ -69,14 +75,31 @@ def decide(current: str, job: JobStatus) -> str | None:
     return target
 
 
+class OutOfTime(Exception):
+    """The batch's deadline came before a run's status call could start."""
+
+
 def fetch_status(
-    client: WorkbenchClient, job_id: str, cfg: SweepConfig, rng: random.Random, sleep=time.sleep
+    client: WorkbenchClient,
+    job_id: str,
+    cfg: SweepConfig,
+    rng: random.Random,
+    sleep=time.sleep,
+    deadline: float | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> JobStatus:
-    """One job's status, retrying transient errors with jittered backoff and Retry-After."""
+    """One job's status, retrying transient errors with jittered backoff and Retry-After;
+    every attempt and wait ends by `deadline` (monotonic), and none starts without time left
+    (OutOfTime before the first)."""
     attempt = 0
     while True:
+        timeout = None
+        if deadline is not None:
+            timeout = deadline - monotonic()
+            if timeout < MIN_CALL_SECONDS:
+                raise OutOfTime(job_id)
         try:
-            return client.get_job(job_id)
+            return client.get_job(job_id, timeout=timeout)
         except WorkbenchError as exc:
             metrics.WORKBENCH_ERRORS.labels(kind=exc.kind).inc()
             if not exc.transient or attempt >= cfg.max_retries:
@@ -85,6 +108,8 @@ def fetch_status(
                 attempt, cfg.retry_base_seconds, cfg.retry_cap_seconds, exc.retry_after, rng
             )
             if delay > MAX_INLINE_WAIT_SECONDS:
+                raise
+            if deadline is not None and monotonic() + delay + MIN_CALL_SECONDS > deadline:
                 raise
             sleep(delay)
             attempt += 1
@@ -96,11 +121,16 @@ def poll_one(
     cfg: SweepConfig,
     rng: random.Random,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    deadline: float | None = None,
 ) -> PollOutcome:
-    """Ask about one claimed run; never raises for a Workbench problem."""
-    outcome = PollOutcome(run_id=str(run.id), expected=run.status)
+    """Ask about one claimed run by `deadline` (monotonic); never raises for a Workbench
+    problem."""
+    outcome = PollOutcome(run_id=str(run.id), expected=run.status, lease_token=run.poll_lease_token)
     try:
-        job = fetch_status(client, run.workbench_job_id, cfg, rng)
+        job = fetch_status(client, run.workbench_job_id, cfg, rng, deadline=deadline)
+    except OutOfTime:
+        outcome.deferred = True
+        return outcome
     except WorkbenchError as exc:
         failures = run.poll_failures + 1
         wait = failure_backoff(failures, cfg.interval_seconds, exc.retry_after, rng)
@@ -120,24 +150,16 @@ def poll_one(
             "status_code": exc.status_code,
             "consecutive_failures": failures,
             "next_poll_in_seconds": round(wait),
+            # The answer as the client read it (URLs and body excerpt redacted there).
+            "answer": exc.details or None,
         }
         return outcome
     outcome.new_status = decide(run.status, job)
     if outcome.new_status:
         outcome.message = lifecycle.message_for(job.workbench_status, job.error_message)
-        outcome.error_message = job.error_message
+        outcome.error_message = lifecycle.error_message_for(job.workbench_status, job.error_message)
         outcome.started_at, outcome.finished_at = job.started_at, job.finished_at
-        outcome.details = {
-            k: v
-            for k, v in {
-                "workbench_job_id": job.job_id,
-                "workbench_status": job.workbench_status,
-                "error_message": job.error_message,
-                "started_at": job.started_at.isoformat() if job.started_at else None,
-                "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-            }.items()
-            if v is not None
-        }
+        outcome.details = job.event_details()
     return outcome
 
 
@@ -202,6 +224,55 @@ def finish_workflow(conductor: ConductorClient, run: Run) -> bool:
     return False
 
 
+def record_outcomes(
+    store: RunStore,
+    claimed: list[Run],
+    outcomes: list[PollOutcome],
+    cfg: SweepConfig,
+    rng: random.Random,
+    clock: Callable[[], datetime],
+) -> list[dict]:
+    """Write a batch's outcomes in one statement; when that fails, run by run, so a run whose
+    outcome cannot be written gets a failure recorded and a later poll, never holding up the
+    others. A lost database connection is not one run's fault: it is raised."""
+    try:
+        return store.apply_poll_results(outcomes, cfg.interval_seconds)
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        metrics.WRITE_FALLBACKS.inc()
+        log.warning(
+            "batch write of %d poll outcomes failed (%s); writing them one by one",
+            len(outcomes),
+            type(exc).__name__,
+        )
+    failures = {str(run.id): run.poll_failures for run in claimed}
+    moved: list[dict] = []
+    for outcome in outcomes:
+        try:
+            moved += store.apply_poll_results([outcome], cfg.interval_seconds)
+            continue
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            problem = type(exc).__name__
+        metrics.UNWRITABLE_OUTCOMES.inc()
+        wait = failure_backoff(failures.get(outcome.run_id, 0) + 1, cfg.interval_seconds, None, rng)
+        log.error("poll outcome of run %s could not be written (%s)", outcome.run_id, problem)
+        try:
+            store.record_poll_write_failure(
+                outcome,
+                f"The poller could not record the Workbench's answer ({problem})",
+                KIND_UNWRITABLE,
+                clock() + timedelta(seconds=wait),
+            )
+        except DatabaseUnavailable:
+            raise
+        except Exception:  # its lease lapses; a later sweep asks again
+            log.exception("could not record the write failure of run %s", outcome.run_id)
+    return moved
+
+
 def sweep(
     store: RunStore,
     client: WorkbenchClient,
@@ -212,35 +283,60 @@ def sweep(
 ) -> dict:
     """Poll every due run once, batch by batch, within the time budget; return a summary.
 
-    At most cfg.concurrency Workbench or Conductor calls are in flight at once.
+    At most cfg.concurrency Workbench or Conductor calls are in flight at once. A sweep that
+    raises is counted in poller_sweeps_aborted_total.
     """
-    rng = rng or random.Random()
+    try:
+        return _sweep(store, client, conductor, cfg, rng or random.Random(), clock)
+    except Exception:
+        metrics.SWEEPS_ABORTED.inc()
+        raise
+
+
+def _sweep(
+    store: RunStore,
+    client: WorkbenchClient,
+    conductor: ConductorClient,
+    cfg: SweepConfig,
+    rng: random.Random,
+    clock: Callable[[], datetime],
+) -> dict:
     pool = executor(cfg.concurrency)
     started = time.monotonic()
-    checked = changed = failed = batches = 0
-    while time.monotonic() - started < cfg.time_budget_seconds:
+    budget_end = started + cfg.time_budget_seconds
+    checked = changed = failed = deferred = batches = 0
+    while budget_end - time.monotonic() > WRITE_MARGIN_SECONDS + MIN_CALL_SECONDS:
         claimed = store.claim_due_runs(cfg.batch_size, cfg.lease_seconds)
         if not claimed:
             break
+        # Every call of the batch ends while the sweep still holds the runs and within its
+        # budget (so before poll_status's response timeout), with time left to write back.
+        deadline = min(budget_end, time.monotonic() + cfg.lease_seconds) - WRITE_MARGIN_SECONDS
         batches += 1
-        outcomes = list(pool.map(lambda run: poll_one(client, run, cfg, rng, clock), claimed))
-        moved = store.apply_poll_results(outcomes, cfg.interval_seconds)
-        checked += len(claimed)
+        ask = functools.partial(poll_one, client, cfg=cfg, rng=rng, now=clock, deadline=deadline)
+        outcomes = list(pool.map(ask, claimed))
+        asked = [o for o in outcomes if not o.deferred]
+        # Runs not asked in time are not written: their lease lapses and they come first next.
+        deferred += len(outcomes) - len(asked)
+        moved = record_outcomes(store, claimed, asked, cfg, rng, clock) if asked else []
+        checked += len(asked)
         changed += len(moved)
-        failed += sum(1 for o in outcomes if o.poll_error)
+        failed += sum(1 for o in asked if o.poll_error)
         for row in moved:
             metrics.TRANSITIONS.labels(status=row["status"]).inc()
-        if len(claimed) < cfg.batch_size:
+        if len(claimed) < cfg.batch_size or len(asked) < len(outcomes):
             break
     synced = sync_workflows(store, conductor, pool, limit=max(cfg.batch_size, 100))
     duration = time.monotonic() - started
     metrics.SWEEPS.inc()
     metrics.SWEEP_SECONDS.observe(duration)
     metrics.RUNS_POLLED.inc(checked)
+    metrics.RUNS_DEFERRED.inc(deferred)
     summary = {
         "checked": checked,
         "changed": changed,
         "failed": failed,
+        "deferred": deferred,
         "synced": synced,
         "batches": batches,
         "duration_ms": round(duration * 1000),

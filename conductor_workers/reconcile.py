@@ -12,6 +12,12 @@ from batchcore.errors import ConductorUnavailable, DomainError
 from batchcore.runs import lifecycle, workflow
 from batchcore.runs.model import Run, Transition
 from batchcore.runs.store import Repair, RunStore
+from batchcore.workbench_errors import KIND_MALFORMED, KIND_UNAUTHORIZED, KIND_UNKNOWN_STATUS
+
+from . import metrics
+
+# Answers that retrying cannot fix: a run that gets only these for give_up_seconds ends FAILED.
+GIVE_UP_KINDS = (KIND_UNKNOWN_STATUS, KIND_MALFORMED, KIND_UNAUTHORIZED)
 
 log = logging.getLogger(__name__)
 
@@ -25,26 +31,34 @@ class ReconcileConfig:
     batch: int = 50
     max_restarts: int = 3
     max_not_found_failures: int = 10
+    give_up_seconds: int = settings.default("POLL_GIVE_UP_SECONDS")
 
     @classmethod
     def from_settings(cls, cfg: settings.Settings) -> ReconcileConfig:
         """The thresholds the environment sets; the others keep their defaults."""
-        return cls(pending_after_seconds=cfg.reconcile_pending_seconds)
+        return cls(
+            pending_after_seconds=cfg.reconcile_pending_seconds,
+            give_up_seconds=cfg.poll_give_up_seconds,
+        )
 
 
 def reconcile(store: RunStore, conductor: ConductorClient, cfg: ReconcileConfig) -> dict:
-    """One pass over stuck PENDING runs, active runs' workflows, and jobs the Workbench lost."""
+    """One pass over stuck PENDING runs, active runs' workflows, jobs the Workbench lost, and
+    runs whose status the Workbench's answers have not told for too long."""
     done: collections.Counter = collections.Counter()
     found = store.reconcile_candidates(
         cfg.pending_after_seconds,
         cfg.check_workflows_every_seconds,
         cfg.max_not_found_failures,
         cfg.batch,
+        give_up_after=cfg.give_up_seconds,
+        give_up_kinds=GIVE_UP_KINDS,
     )
     for repair, runs in (
         (repair_pending, found.pending),
         (check_active, found.active),
         (fail_lost, found.lost),
+        (give_up, found.given_up),
     ):
         for run in runs:
             try:
@@ -60,7 +74,8 @@ def repair_pending(
 ) -> str:
     """Attach, recover, restart or fail one run stuck in PENDING."""
     workflows = conductor.correlated(run.workflow_name, str(run.id), include_closed=True)
-    latest = max(workflows, key=lambda w: w.get("startTime") or 0, default=None)
+    live = _newest_first([w for w in workflows if w.get("status") in workflow.LIVE])
+    latest = live[0] if live else next(iter(_newest_first(workflows)), None)
     ended = None
     if latest and latest["status"] not in workflow.LIVE:
         ended = conductor.get_workflow(latest["workflowId"])
@@ -68,6 +83,7 @@ def repair_pending(
         if locked is None:
             return "moved_on"
         if latest and latest["status"] in workflow.LIVE:
+            _terminate_extras(conductor, locked.run, live[1:], latest["workflowId"])
             if locked.run.conductor_workflow_id != latest["workflowId"]:
                 _replace_workflow(
                     locked,
@@ -144,9 +160,30 @@ def check_active(
     if found and found["status"] in workflow.LIVE:
         store.mark_workflow_checked(run.id)
         return "workflow_ok"
+    # At most one live workflow per run: one started earlier (by the gateway, or by a repair
+    # whose id was never recorded) is adopted, not doubled; any others are terminated.
+    live = _newest_first(
+        [
+            w
+            for w in conductor.correlated(run.workflow_name, str(run.id))
+            if w.get("status") in workflow.LIVE
+        ]
+    )
     with store.locked_for_repair(run.id, run.status) as locked:
         if locked is None:
             return "moved_on"
+        if live:
+            keep = live[0]["workflowId"]
+            _terminate_extras(conductor, locked.run, live[1:], keep)
+            _replace_workflow(
+                locked,
+                keep,
+                "attached",
+                f"Conductor workflow {run.conductor_workflow_id} is "
+                f"{found['status'] if found else 'missing'}; found the run's running workflow",
+                previous_status=found["status"] if found else "missing",
+            )
+            return "attached"
         # Safe: submit_to_workbench reuses the known job id and persist_run is idempotent.
         new_id = workflow.start_run_workflow(
             conductor, run, run.workflow_name, run.workflow_version
@@ -172,10 +209,42 @@ def fail_lost(store: RunStore, conductor: ConductorClient, run: Run, cfg: Reconc
         _fail(
             locked,
             f"The Workbench no longer knows job {row.workbench_job_id}: "
-            f"{row.poll_failures} status calls in a row answered not found",
-            {"last_poll_error": row.last_poll_error, "poll_failures": row.poll_failures},
+            f"{row.poll_kind_failures} status calls in a row answered not found",
+            {
+                "code": "not_found",
+                "last_poll_error": row.last_poll_error,
+                "consecutive_not_found": row.poll_kind_failures,
+                "poll_failures": row.poll_failures,
+            },
         )
         return "failed_lost"
+
+
+def give_up(store: RunStore, conductor: ConductorClient, run: Run, cfg: ReconcileConfig) -> str:
+    """End FAILED a run whose status calls have answered, for give_up_seconds, only what
+    retrying cannot fix; error_details.code names the kind of answer."""
+    with store.locked_for_repair(run.id, lifecycle.SUBMITTED, lifecycle.RUNNING) as locked:
+        if locked is None:
+            return "moved_on"
+        row = locked.run
+        kind = row.last_poll_error_kind
+        if kind not in GIVE_UP_KINDS or row.poll_failing_since is None:
+            return "moved_on"  # an answer came in the meantime
+        since = row.poll_failing_since.isoformat()
+        _fail(
+            locked,
+            f"The Workbench gave no usable status for job {row.workbench_job_id} since {since} "
+            f"(more than {cfg.give_up_seconds} s; last answer: {kind}): {row.last_poll_error}",
+            {
+                "code": kind,
+                "last_poll_error": row.last_poll_error,
+                "poll_failures": row.poll_failures,
+                "failing_since": since,
+                "give_up_seconds": cfg.give_up_seconds,
+            },
+        )
+        metrics.RUNS_GIVEN_UP.labels(kind=kind).inc()
+        return "gave_up"
 
 
 def submitted_job_id(ended: dict) -> str | None:
@@ -191,9 +260,19 @@ def submitted_job_id(ended: dict) -> str | None:
     return None
 
 
-def _start(conductor: ConductorClient, run: Run) -> str:
-    """Start batch_pipeline_run (the run's pipeline's workflow) for the run again."""
-    return workflow.start_run_workflow(conductor, run, run.workflow_name, run.workflow_version)
+def _newest_first(workflows: list[dict]) -> list[dict]:
+    return sorted(workflows, key=lambda w: w.get("startTime") or 0, reverse=True)
+
+
+def _terminate_extras(conductor: ConductorClient, run: Run, extras: list[dict], kept: str) -> None:
+    """Terminate live workflows of the run besides the one kept (at most one per run)."""
+    for extra in extras:
+        conductor.terminate(
+            extra["workflowId"], f"duplicate workflow of run {run.id}; {kept} is kept"
+        )
+        log.warning(
+            "reconciler terminated duplicate workflow %s of run %s", extra["workflowId"], run.id
+        )
 
 
 def _replace_workflow(

@@ -67,10 +67,16 @@ def run(role: str) -> int:
     db = Database(cfg.database_url, maxconn=2, connect_timeout=2)
     conductor = ConductorClient(cfg.conductor_server_url, timeout=5)
     stop = threading.Event()
+    keeper = None
 
     def alive() -> dict:
         workers = handler.get_worker_process_status()
-        return {"ok": handler.is_healthy(), "role": role, "workers": workers}
+        result = {"ok": handler.is_healthy(), "role": role, "workers": workers}
+        if keeper is not None:
+            # Unhealthy when the loop keeper died or no sweep was seen finishing for long.
+            result["poller_loop"] = keeper.report()
+            result["ok"] = result["ok"] and result["poller_loop"]["ok"]
+        return result
 
     # conductor-oss/conductor#326, read in Conductor's database: a detail of readiness (and
     # gauges), not a failure of it, since restarting this service would not cure Conductor.
@@ -94,7 +100,7 @@ def run(role: str) -> int:
     health.serve(cfg.worker_health_bind, health.make_app(alive, ready, metrics_dir))
     log.info("%s workers started; health on http://%s", role, cfg.worker_health_bind)
     if role == "poller":
-        supervision.keep_poller_loop_running(
+        keeper = supervision.keep_poller_loop_running(
             conductor, RunStore(db), cfg.poll_interval_seconds, stop
         )
     stop.wait()

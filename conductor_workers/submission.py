@@ -93,6 +93,8 @@ def persist(
             error_details=error_details or {},
         )
     try:
+        if status == lifecycle.FAILED:
+            return _fail_if_pending(store, run_id, t)
         run, changed = store.transition(run_id, t)
     except NotFound as exc:
         raise PermanentFailure(exc.message) from exc
@@ -103,6 +105,17 @@ def persist(
         raise PermanentFailure(exc.message) from exc
     log.info("persist run=%s status=%s changed=%s", run_id, status, changed)
     return {"status": run.status, "changed": changed}
+
+
+def _fail_if_pending(store: RunStore, run_id: str, t: Transition) -> dict:
+    """Record a failed submission only while the run is PENDING: a run the Workbench
+    accepted (a late or repeated failure task) keeps its status."""
+    previous = store.transition_if_pending(store.get_run(run_id).id, t)
+    changed = previous == lifecycle.PENDING
+    if not changed and previous != lifecycle.FAILED:
+        log.warning("persist run=%s FAILED ignored: the run is already %s", run_id, previous)
+    log.info("persist run=%s status=FAILED changed=%s", run_id, changed)
+    return {"status": lifecycle.FAILED if changed else previous, "changed": changed}
 
 
 def _already_past_submitted(

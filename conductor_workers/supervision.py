@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from batchcore.conductor import ConductorClient, is_not_found
 from batchcore.db import Database
@@ -12,6 +15,11 @@ from batchcore.runs.store import RunStore
 from batchcore.runs.workflow import LIVE, POLLER_CORRELATION_ID, POLLER_VERSION, POLLER_WORKFLOW
 
 CHECK_EVERY_SECONDS = 15
+# After failed checks the keeper waits longer, up to this, and never gives up.
+MAX_CHECK_BACKOFF_SECONDS = 60
+# /healthz fails when no sweep was seen finishing for this many poll intervals (or the floor).
+STALE_SWEEP_INTERVALS = 6
+STALE_SWEEP_FLOOR_SECONDS = 180
 
 log = logging.getLogger(__name__)
 
@@ -40,56 +48,142 @@ def ensure_poller_loop(
     """Make sure exactly one poller loop runs; return its id (None: another is checking).
 
     The loop's id is kept in the database and read back by id, a consistent read; loops
-    found by correlation id besides it are duplicates and are terminated. The loop's names
-    are the contract's; tests name a private one.
+    found by correlation id besides it are duplicates and are terminated. A PAUSED loop sweeps
+    nothing: it is replaced. The loop's names are the contract's; tests name a private one.
     """
     with store.poller_loop_lock() as loop:
         if loop is None:
             return None
         recorded = loop.workflow_id
-        keep = recorded if recorded and _is_live(conductor, recorded) else None
-        others = [
-            wf["workflowId"]
+        recorded_status = _status(conductor, recorded) if recorded else None
+        keep = recorded if recorded_status == "RUNNING" else None
+        found = [
+            wf
             for wf in conductor.correlated(name, correlation_id)
             if wf.get("status") in LIVE and wf["workflowId"] != keep
         ]
-        if keep is None and others:
-            keep = others.pop(0)
+        running = [wf["workflowId"] for wf in found if wf["status"] == "RUNNING"]
+        paused = [wf["workflowId"] for wf in found if wf["status"] != "RUNNING"]
+        if recorded_status == "PAUSED" and recorded not in paused:
+            paused.append(recorded)
+        if keep is None and running:
+            keep = running.pop(0)
         if keep is None:
             keep = conductor.start_workflow(
                 name, version, correlation_id, {"poll_interval_seconds": interval}
             )
             log.info("started %s loop %s (interval %ss)", name, keep, interval)
-        for duplicate in others:
+        for duplicate in running:
             conductor.terminate(duplicate, f"duplicate {name} loop; {keep} is kept")
             log.warning("terminated duplicate %s loop %s", name, duplicate)
+        for stopped in paused:
+            conductor.terminate(stopped, f"paused {name} loop sweeps nothing; replaced by {keep}")
+            log.warning("replaced paused %s loop %s by %s", name, stopped, keep)
         loop.record(keep)
         return keep
 
 
-def _is_live(conductor: ConductorClient, workflow_id: str) -> bool:
+def _status(conductor: ConductorClient, workflow_id: str) -> str | None:
+    """The workflow's status, or None when Conductor does not know it."""
     try:
         workflow = conductor.get_workflow(workflow_id, include_tasks=False)
     except ConductorUnavailable as exc:
         if is_not_found(exc):
-            return False
+            return None
         raise
-    return workflow.get("status") in LIVE
+    return workflow.get("status")
+
+
+def last_sweep_end(conductor: ConductorClient, loop_id: str) -> int | None:
+    """When the loop's latest completed poll_status task ended (Conductor's epoch ms)."""
+    workflow = conductor.get_workflow(loop_id, include_tasks=True)
+    ends = [
+        task.get("endTime") or 0
+        for task in workflow.get("tasks", [])
+        if task.get("taskDefName") == "poll_status" and task.get("status") == "COMPLETED"
+    ]
+    return max(ends, default=None) or None
+
+
+@dataclass
+class PollerLoopKeeper:
+    """Checks the loop every CHECK_EVERY_SECONDS from a daemon thread that survives any
+    error, and says whether the loop is kept and sweeping (the poller's /healthz)."""
+
+    conductor: ConductorClient
+    store: RunStore
+    interval: int
+    stop: threading.Event
+    check_every: float = CHECK_EVERY_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    loop_id: str | None = None
+    failures: int = 0
+    last_error: str | None = None
+    thread: threading.Thread | None = None
+    _sweep_end: int | None = None
+    _sweep_seen_at: float = field(default=0.0)
+
+    def start(self) -> PollerLoopKeeper:
+        self._sweep_seen_at = self.clock()
+        self.thread = threading.Thread(target=self._run, name="poller-loop-keeper", daemon=True)
+        self.thread.start()
+        return self
+
+    def check(self) -> None:
+        """One check: keep one running loop, and note when a new sweep was seen ending."""
+        loop_id = ensure_poller_loop(self.conductor, self.store, self.interval)
+        if loop_id is None:  # another process is checking; it sees the sweeps too
+            self._sweep_seen_at = self.clock()
+            return
+        self.loop_id = loop_id
+        ended = last_sweep_end(self.conductor, loop_id)
+        if ended is not None and ended != self._sweep_end:
+            self._sweep_end = ended
+            self._sweep_seen_at = self.clock()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.check()
+                self.failures, self.last_error = 0, None
+            except DomainError as exc:
+                self._failed(exc.message)
+            except Exception as exc:  # a bug or a surprise must not end the keeper
+                log.exception("checking the %s loop failed", POLLER_WORKFLOW)
+                self._failed(f"{type(exc).__name__}: {exc}")
+            wait = min(self.check_every * 2 ** min(self.failures, 6), MAX_CHECK_BACKOFF_SECONDS)
+            self.stop.wait(max(wait, self.check_every))
+
+    def _failed(self, message: str) -> None:
+        self.failures += 1
+        self.last_error = message[:300]
+        log.warning(
+            "could not check the %s loop (%d in a row): %s", POLLER_WORKFLOW, self.failures, message
+        )
+
+    def report(self) -> dict:
+        """{"ok": ...} with the keeper's and the loop's state, for /healthz."""
+        alive = self.thread is not None and self.thread.is_alive()
+        quiet = self.clock() - self._sweep_seen_at
+        stale_after = max(STALE_SWEEP_INTERVALS * self.interval, STALE_SWEEP_FLOOR_SECONDS)
+        problems = []
+        if not alive:
+            problems.append("the poller loop keeper thread is not running")
+        if quiet > stale_after:
+            problems.append(f"no sweep seen finishing for {quiet:.0f} s (limit {stale_after} s)")
+        return {
+            "ok": not problems,
+            "keeper_alive": alive,
+            "loop_id": self.loop_id,
+            "seconds_since_sweep_seen": round(quiet),
+            "failed_checks_in_a_row": self.failures,
+            "last_error": self.last_error,
+            "problems": problems,
+        }
 
 
 def keep_poller_loop_running(
     conductor: ConductorClient, store: RunStore, interval: int, stop: threading.Event
-) -> threading.Thread:
-    """Check now and then every CHECK_EVERY_SECONDS, from a daemon thread."""
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                ensure_poller_loop(conductor, store, interval)
-            except DomainError as exc:
-                log.warning("could not check the %s loop: %s", POLLER_WORKFLOW, exc.message)
-            stop.wait(CHECK_EVERY_SECONDS)
-
-    thread = threading.Thread(target=loop, name="poller-loop-keeper", daemon=True)
-    thread.start()
-    return thread
+) -> PollerLoopKeeper:
+    """Start the keeper of the one poller loop; its report() feeds the poller's /healthz."""
+    return PollerLoopKeeper(conductor, store, interval, stop).start()

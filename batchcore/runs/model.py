@@ -90,8 +90,13 @@ class Run:
     last_poll_error: str | None = None
     last_poll_error_kind: str | None = None
     poll_lease_until: datetime | None = None
+    # The poller's streaks and the claim that holds the run (migration 0007).
+    poll_failing_since: datetime | None = None
+    poll_kind_failures: int = 0
+    poll_lease_token: uuid.UUID | None = None
     workflow_synced_at: datetime | None = None
     workflow_checked_at: datetime | None = None
+    notify_url: str | None = None
     # The pipeline's Conductor workflow, when the query joined the catalog.
     workflow_name: str | None = None
     workflow_version: int | None = None
@@ -148,3 +153,7 @@ class PollOutcome:
     poll_error: str | None = None
     error_kind: str | None = None
     retry_at: datetime | None = None
+    # The claim's lease token: the write-back applies only while the run is still held by it.
+    lease_token: uuid.UUID | None = None
+    # Not asked: the sweep's time ran out first; nothing is written and the lease lapses.
+    deferred: bool = False

@@ -40,6 +40,7 @@ class ReconcileCandidates(NamedTuple):
     pending: list[Run]
     active: list[Run]
     lost: list[Run]
+    given_up: list[Run] = []
 
 
 class RunStore:
@@ -134,10 +135,16 @@ class RunStore:
     # ------------------------------------------------------------------------- the poller
 
     def claim_due_runs(self, batch_size: int, lease_seconds: int) -> list[Run]:
-        """Lease a batch of due active runs: one statement, committed at once."""
+        """Lease a batch of due active runs under a new lease token (each run's
+        poll_lease_token): one statement, committed at once."""
         with self.db.autocommit() as cur:
             cur.execute(
-                Q["claim_due_runs"], {"batch_size": batch_size, "lease_seconds": lease_seconds}
+                Q["claim_due_runs"],
+                {
+                    "batch_size": batch_size,
+                    "lease_seconds": lease_seconds,
+                    "lease_token": uuid.uuid4(),
+                },
             )
             return [Run.from_row(r) for r in cur.fetchall()]
 
@@ -155,6 +162,7 @@ class RunStore:
             "retry_at": [o.retry_at for o in outcomes],
             "message": [o.message for o in outcomes],
             "details": [Json(o.details) for o in outcomes],
+            "lease_token": [o.lease_token for o in outcomes],
         }
         with self.db.autocommit() as cur:
             cur.execute(
@@ -162,6 +170,25 @@ class RunStore:
                 {**cols, **LIFECYCLE_SETS, "interval_seconds": interval_seconds},
             )
             return cur.fetchall()
+
+    def record_poll_write_failure(
+        self, outcome: PollOutcome, error: str, kind: str, retry_at
+    ) -> bool:
+        """Count a failure for a run whose outcome could not be written, and poll it again at
+        `retry_at`; False when the run is no longer held by the outcome's claim."""
+        with self.db.autocommit() as cur:
+            cur.execute(
+                Q["record_poll_write_failure"],
+                {
+                    **LIFECYCLE_SETS,
+                    "id": outcome.run_id,
+                    "lease_token": outcome.lease_token,
+                    "error": error,
+                    "kind": kind,
+                    "retry_at": retry_at,
+                },
+            )
+            return cur.fetchone() is not None
 
     def unsynced_terminal_runs(self, limit: int) -> list[Run]:
         """Ended runs whose workflow still waits in Conductor for the poller to finish it."""
@@ -190,10 +217,18 @@ class RunStore:
     # --------------------------------------------------------------------- the reconciler
 
     def reconcile_candidates(
-        self, pending_after_seconds: int, check_every_seconds: int, lost_after: int, limit: int
+        self,
+        pending_after_seconds: int,
+        check_every_seconds: int,
+        lost_after: int,
+        limit: int,
+        give_up_after: int | None = None,
+        give_up_kinds: tuple[str, ...] = (),
     ) -> ReconcileCandidates:
-        """Stuck PENDING runs, active runs whose workflow is due a check, and active runs
-        whose job the Workbench answered `lost_after` times in a row it does not know."""
+        """Stuck PENDING runs, active runs whose workflow is due a check, active runs whose
+        job the Workbench answered `lost_after` times in a row it does not know, and active
+        runs unread for `give_up_after` seconds whose latest failure is of `give_up_kinds`."""
+        given_up: list = []
         with self.db.transaction() as cur:
             cur.execute(
                 Q["stuck_pending_runs"], {"older_than": pending_after_seconds, "limit": limit}
@@ -203,8 +238,14 @@ class RunStore:
             active = cur.fetchall()
             cur.execute(Q["runs_lost_on_workbench"], {"min_failures": lost_after, "limit": limit})
             lost = cur.fetchall()
+            if give_up_after is not None and give_up_kinds:
+                cur.execute(
+                    Q["runs_to_give_up"],
+                    {"give_up": give_up_after, "kinds": list(give_up_kinds), "limit": limit},
+                )
+                given_up = cur.fetchall()
         return ReconcileCandidates(
-            *([Run.from_row(r) for r in rows] for rows in (pending, active, lost))
+            *([Run.from_row(r) for r in rows] for rows in (pending, active, lost, given_up))
         )
 
     def mark_workflow_checked(self, run_id: uuid.UUID) -> None:

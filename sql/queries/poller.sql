@@ -1,8 +1,10 @@
 -- name: claim_due_runs
 -- One round trip takes a lease on a batch of due runs; SKIP LOCKED and the lease keep
 -- concurrent pollers apart, and no transaction stays open while the Workbench is asked.
+-- Each claim takes a new lease token: write-backs are fenced by it (apply_poll_results).
 UPDATE pipeline_runs r
-SET poll_lease_until = now() + %(lease_seconds)s * interval '1 second'
+SET poll_lease_until = now() + %(lease_seconds)s * interval '1 second',
+    poll_lease_token = %(lease_token)s
 FROM (
     SELECT id FROM pipeline_runs
     WHERE status IN ('SUBMITTED', 'RUNNING')
@@ -13,26 +15,28 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) due
 WHERE r.id = due.id
-RETURNING r.id, r.status, r.workbench_job_id, r.poll_failures
+RETURNING r.id, r.status, r.workbench_job_id, r.poll_failures, r.poll_lease_token
 
 -- name: apply_poll_results
 -- Every outcome of one batch in one statement: transitions with their events, and the
 -- bookkeeping of runs that did not move (a poll failure opens a streak with one event).
 -- The terminal parameter is the lifecycle's terminal statuses (batchcore.runs.lifecycle).
+-- Only runs the sweep still holds are written (their lease token unchanged since its claim):
+-- a sweep that outlived its lease must not overwrite what a newer claim recorded.
 WITH input AS (
     SELECT * FROM unnest(
         %(ids)s::uuid[], %(expected)s::text[], %(new_status)s::text[], %(error_message)s::text[],
         %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[], %(poll_error)s::text[],
         %(retry_at)s::timestamptz[], %(message)s::text[], %(details)s::jsonb[],
-        %(error_kind)s::text[]
+        %(error_kind)s::text[], %(lease_token)s::uuid[]
     ) AS i(id, expected, new_status, error_message, started_at, finished_at, poll_error,
-           retry_at, message, details, error_kind)
+           retry_at, message, details, error_kind, lease_token)
 ),
 moved AS (
     UPDATE pipeline_runs r SET
         status = i.new_status,
-        error_message = CASE WHEN i.new_status = 'FAILED'
-                             THEN COALESCE(i.error_message, 'The Workbench job failed')
+        -- The poller passes lifecycle.error_message_for(...): the wording lives there only.
+        error_message = CASE WHEN i.new_status = 'FAILED' THEN i.error_message
                              ELSE r.error_message END,
         error_details = CASE WHEN i.new_status = 'FAILED' THEN i.details ELSE r.error_details END,
         started_at = CASE WHEN i.new_status = 'RUNNING'
@@ -44,11 +48,14 @@ moved AS (
         next_poll_at = CASE WHEN i.new_status = ANY(%(terminal)s::text[]) THEN NULL
                             ELSE now() + %(interval_seconds)s * interval '1 second' END,
         poll_failures = 0,
+        poll_kind_failures = 0,
+        poll_failing_since = NULL,
         last_poll_error = NULL,
         last_poll_error_kind = NULL,
         poll_lease_until = NULL
     FROM input i
     WHERE r.id = i.id AND i.new_status IS NOT NULL AND r.status = i.expected
+      AND r.poll_lease_token = i.lease_token
     RETURNING r.id, i.expected AS previous_status, r.status, i.message, i.details,
               r.conductor_workflow_id, r.workbench_job_id, r.error_message
 ),
@@ -60,19 +67,26 @@ stayed AS (
     UPDATE pipeline_runs r SET
         last_polled_at = now(),
         poll_failures = CASE WHEN i.poll_error IS NULL THEN 0 ELSE r.poll_failures + 1 END,
+        poll_kind_failures = CASE WHEN i.poll_error IS NULL THEN 0
+                                  WHEN r.last_poll_error_kind IS NOT DISTINCT FROM i.error_kind
+                                  THEN r.poll_kind_failures + 1 ELSE 1 END,
+        poll_failing_since = CASE WHEN i.poll_error IS NULL THEN NULL
+                                  ELSE COALESCE(r.poll_failing_since, now()) END,
         last_poll_error = i.poll_error,
         last_poll_error_kind = i.error_kind,
         next_poll_at = COALESCE(i.retry_at, now() + %(interval_seconds)s * interval '1 second'),
         poll_lease_until = NULL
     FROM input i
     WHERE r.id = i.id AND i.new_status IS NULL AND r.status = i.expected
-    RETURNING r.id, r.status, r.poll_failures, i.poll_error, i.details
+      AND r.poll_lease_token = i.lease_token
+    RETURNING r.id, r.status, r.poll_kind_failures, i.poll_error, i.details
 ),
 failure_events AS (
+    -- One event per streak of one kind: its start, and each change of kind (with the answer).
     INSERT INTO pipeline_run_events (run_id, source, previous_status, status, message, details)
     SELECT id, 'poller', status, status,
            'Workbench status could not be read: ' || poll_error, details
-    FROM stayed WHERE poll_error IS NOT NULL AND poll_failures = 1
+    FROM stayed WHERE poll_error IS NOT NULL AND poll_kind_failures = 1
 )
 SELECT id, previous_status, status, conductor_workflow_id, workbench_job_id, error_message
 FROM moved
@@ -89,3 +103,19 @@ LIMIT %(limit)s
 -- name: mark_workflows_synced
 UPDATE pipeline_runs SET workflow_synced_at = now()
 WHERE id = ANY(%(ids)s::uuid[]) AND workflow_synced_at IS NULL
+
+-- name: record_poll_write_failure
+-- A run whose outcome could not be written even alone: count the failure, note why, and
+-- poll it again later with backoff, so it never holds up the others (still fenced).
+UPDATE pipeline_runs SET
+    last_polled_at = now(),
+    poll_failures = poll_failures + 1,
+    poll_kind_failures = CASE WHEN last_poll_error_kind IS NOT DISTINCT FROM %(kind)s
+                              THEN poll_kind_failures + 1 ELSE 1 END,
+    poll_failing_since = COALESCE(poll_failing_since, now()),
+    last_poll_error = %(error)s,
+    last_poll_error_kind = %(kind)s,
+    next_poll_at = %(retry_at)s,
+    poll_lease_until = NULL
+WHERE id = %(id)s AND status = ANY(%(active)s::text[]) AND poll_lease_token = %(lease_token)s
+RETURNING id

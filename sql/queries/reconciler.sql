@@ -40,8 +40,21 @@ INSERT INTO pipeline_run_events (run_id, source, previous_status, status, messag
 VALUES (%(run_id)s, 'reconciler', %(status)s, %(status)s, %(message)s, %(details)s)
 
 -- name: runs_lost_on_workbench
--- Active runs whose job the Workbench keeps saying it does not know.
-SELECT id, status, workbench_job_id, poll_failures, last_poll_error FROM pipeline_runs
+-- Active runs whose job the Workbench keeps saying it does not know: only 404s in a row
+-- count (poll_kind_failures), not a 404 at the end of a streak of timeouts.
+SELECT id, status, workbench_job_id, poll_failures, poll_kind_failures, last_poll_error
+FROM pipeline_runs
 WHERE status IN ('SUBMITTED', 'RUNNING') AND last_poll_error_kind = 'not_found'
-  AND poll_failures >= %(min_failures)s
+  AND poll_kind_failures >= %(min_failures)s
+LIMIT %(limit)s
+
+-- name: runs_to_give_up
+-- Active runs whose status has not been read for give_up seconds and whose latest answer is
+-- one retrying cannot fix (an unknown status, a malformed answer, 401/403).
+SELECT id, status, workbench_job_id, poll_failures, last_poll_error, last_poll_error_kind,
+       poll_failing_since
+FROM pipeline_runs
+WHERE status IN ('SUBMITTED', 'RUNNING') AND last_poll_error_kind = ANY(%(kinds)s::text[])
+  AND poll_failing_since < now() - %(give_up)s * interval '1 second'
+ORDER BY poll_failing_since
 LIMIT %(limit)s

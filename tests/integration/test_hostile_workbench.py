@@ -42,8 +42,8 @@ def submitted(store: RunStore, client: WorkbenchClient) -> tuple[uuid.UUID, str]
     return run.id, job.job_id
 
 
-def outcome(run_id: uuid.UUID, job: JobStatus) -> PollOutcome:
-    """What a poll of a SUBMITTED run records for this answer."""
+def outcome(run_id: uuid.UUID, job: JobStatus, lease_token=None) -> PollOutcome:
+    """What a poll of a SUBMITTED run, claimed under `lease_token`, records for this answer."""
     return PollOutcome(
         run_id=str(run_id),
         expected="SUBMITTED",
@@ -53,6 +53,7 @@ def outcome(run_id: uuid.UUID, job: JobStatus) -> PollOutcome:
         error_message=lifecycle.error_message_for(job.workbench_status, job.error_message),
         started_at=job.started_at,
         finished_at=job.finished_at,
+        lease_token=lease_token,
     )
 
 
@@ -87,8 +88,14 @@ def test_a_poison_answer_is_normalised_and_its_batch_is_written(
         assert job.finished_at.utcoffset() == timedelta(0)
         assert job.normalised["finished_at_raw"]
 
+    held = {run.id: run.poll_lease_token for run in store.claim_due_runs(10, 60)}
+    innocent_answer = workbench_client.get_job(innocent_job)
     moved = store.apply_poll_results(
-        [outcome(poisoned, job), outcome(innocent, workbench_client.get_job(innocent_job))], 5
+        [
+            outcome(poisoned, job, held[poisoned]),
+            outcome(innocent, innocent_answer, held[innocent]),
+        ],
+        5,
     )
     assert {row["id"] for row in moved} == {poisoned, innocent}
     run, events = store.get_run_with_history(poisoned)

@@ -45,10 +45,10 @@ class CountingClient(WorkbenchClient):
         self.calls: collections.Counter = collections.Counter()
         self._lock = threading.Lock()
 
-    def get_job(self, job_id):
+    def get_job(self, job_id, timeout=None):
         with self._lock:
             self.calls[job_id] += 1
-        return super().get_job(job_id)
+        return super().get_job(job_id, timeout)
 
 
 @pytest.fixture

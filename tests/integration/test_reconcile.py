@@ -144,7 +144,8 @@ def test_req_6_1_a_job_the_workbench_lost_ends_the_run(database, conductor, priv
     )
     with database.transaction() as cur:
         cur.execute(
-            "UPDATE pipeline_runs SET poll_failures = 3, last_poll_error_kind = "
+            "UPDATE pipeline_runs SET poll_failures = 3, poll_kind_failures = 3, "
+            "last_poll_error_kind = "
             "'not_found', last_poll_error = 'HTTP 404', workflow_checked_at = now() "
             "WHERE id = %s",
             (run["id"],),

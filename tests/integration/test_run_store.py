@@ -88,16 +88,15 @@ def test_issue_10_7_a_refused_poller_event_leaves_the_batch_unmoved(
     conductor = ConductorClient(conductor_url)
     store = RunStore(database)
     try:
-        with pytest.raises(psycopg2.errors.RaiseException):
-            polling.sweep(store, workbench_client, conductor, CFG)
+        # Issue 12.1: the refused write no longer aborts the sweep; it is isolated to the run.
+        assert polling.sweep(store, workbench_client, conductor, CFG)["changed"] == 0
         stored = fetch_run(database, run["id"])
         assert (stored["status"], stored["completed_at"]) == ("SUBMITTED", None)
+        assert stored["last_poll_error_kind"] == polling.KIND_UNWRITABLE
         assert [e["status"] for e in history(database, run["id"])] == ["PENDING", "SUBMITTED"]
         refusing(run["id"], on=False)
-        with database.transaction() as cur:  # as if the refused sweep's lease ran out
-            cur.execute(
-                "UPDATE pipeline_runs SET poll_lease_until = NULL WHERE id = %s", (run["id"],)
-            )
+        with database.transaction() as cur:  # as if the failed write's backoff ran out
+            cur.execute("UPDATE pipeline_runs SET next_poll_at = now() WHERE id = %s", (run["id"],))
         assert polling.sweep(store, workbench_client, conductor, CFG)["changed"] == 1
     finally:
         conductor.close()

@@ -93,11 +93,13 @@ class FakeWorkbench:
         self.jobs: dict[str, str] = {}
         self.errors: dict[str, WorkbenchError] = {}
         self.calls: list[str] = []
+        self.timeouts: list[float | None] = []
         self._lock = threading.Lock()
 
-    def get_job(self, job_id: str) -> JobStatus:
+    def get_job(self, job_id: str, timeout: float | None = None) -> JobStatus:
         with self._lock:
             self.calls.append(job_id)
+            self.timeouts.append(timeout)
         if job_id in self.errors:
             raise self.errors[job_id]
         if job_id not in self.jobs:

@@ -69,6 +69,7 @@ class FakeStore:
             created_at=now,
             updated_at=now,
             poll_failures=0,
+            poll_kind_failures=0,
         )
         if status in lifecycle.ACTIVE:
             row.update(workbench_job_id=f"wb-{uuid.uuid4().hex[:8]}", next_poll_at=now)
@@ -156,8 +157,10 @@ class FakeStore:
             ),
             key=lambda r: r["next_poll_at"],
         )[:batch_size]
+        token = uuid.uuid4()
         for r in due:
             r["poll_lease_until"] = now + timedelta(seconds=lease_seconds)
+            r["poll_lease_token"] = token
         return [Run.from_row(r) for r in due]
 
     def apply_poll_results(self, outcomes: list[PollOutcome], interval_seconds: int) -> list[dict]:
@@ -167,7 +170,7 @@ class FakeStore:
         with self._atomic():
             for o in outcomes:
                 row = self._find(o.run_id)
-                if row["status"] != o.expected:
+                if row["status"] != o.expected or row["poll_lease_token"] != o.lease_token:
                     continue
                 if o.new_status is not None:
                     self._apply_move(row, o, now, interval_seconds)
@@ -175,6 +178,24 @@ class FakeStore:
                 else:
                     self._apply_stay(row, o, now, interval_seconds)
         return moved
+
+    def record_poll_write_failure(self, outcome: PollOutcome, error, kind, retry_at) -> bool:
+        self.calls.append("record_poll_write_failure")
+        row = self._find(outcome.run_id)
+        if row["status"] not in lifecycle.ACTIVE or row["poll_lease_token"] != outcome.lease_token:
+            return False
+        same = row["last_poll_error_kind"] == kind
+        row.update(
+            last_polled_at=self.clock(),
+            poll_failures=row["poll_failures"] + 1,
+            poll_kind_failures=row["poll_kind_failures"] + 1 if same else 1,
+            poll_failing_since=row["poll_failing_since"] or self.clock(),
+            last_poll_error=error,
+            last_poll_error_kind=kind,
+            next_poll_at=retry_at,
+            poll_lease_until=None,
+        )
+        return True
 
     def unsynced_terminal_runs(self, limit: int) -> list[Run]:
         self.calls.append("unsynced_terminal_runs")
@@ -211,7 +232,13 @@ class FakeStore:
     # --------------------------------------------------------------------- reconciler
 
     def reconcile_candidates(
-        self, pending_after_seconds: int, check_every_seconds: int, lost_after: int, limit: int
+        self,
+        pending_after_seconds: int,
+        check_every_seconds: int,
+        lost_after: int,
+        limit: int,
+        give_up_after: int | None = None,
+        give_up_kinds: tuple[str, ...] = (),
     ) -> ReconcileCandidates:
         self.calls.append("reconcile_candidates")
         now = self.clock()
@@ -236,10 +263,22 @@ class FakeStore:
             for r in rows
             if r["status"] in lifecycle.ACTIVE
             and r["last_poll_error_kind"] == "not_found"
-            and r["poll_failures"] >= lost_after
+            and r["poll_kind_failures"] >= lost_after
+        ]
+        given_up = [
+            r
+            for r in rows
+            if give_up_after is not None
+            and r["status"] in lifecycle.ACTIVE
+            and r["last_poll_error_kind"] in give_up_kinds
+            and r["poll_failing_since"] is not None
+            and r["poll_failing_since"] < now - timedelta(seconds=give_up_after)
         ]
         return ReconcileCandidates(
-            *([self._with_pipeline(r) for r in found[:limit]] for found in (pending, active, lost))
+            *(
+                [self._with_pipeline(r) for r in found[:limit]]
+                for found in (pending, active, lost, given_up)
+            )
         )
 
     def mark_workflow_checked(self, run_id) -> None:
@@ -328,7 +367,7 @@ class FakeStore:
         previous = row["status"]
         row["status"] = o.new_status
         if o.new_status == lifecycle.FAILED:
-            row["error_message"] = o.error_message or "The Workbench job failed"
+            row["error_message"] = o.error_message
             row["error_details"] = o.details
         if o.new_status == lifecycle.RUNNING:
             row["started_at"] = row["started_at"] or o.started_at or now
@@ -338,17 +377,25 @@ class FakeStore:
         row["last_polled_at"] = now
         row["next_poll_at"] = None if terminal else now + timedelta(seconds=interval_seconds)
         row.update(poll_failures=0, last_poll_error=None, last_poll_error_kind=None)
+        row.update(poll_kind_failures=0, poll_failing_since=None)
         row["poll_lease_until"] = None
         self._event(row["id"], previous, row["status"], "poller", o.message, o.details)
 
     def _apply_stay(self, row: dict, o: PollOutcome, now, interval_seconds: int) -> None:
         row["last_polled_at"] = now
         row["poll_failures"] = 0 if o.poll_error is None else row["poll_failures"] + 1
+        same = row["last_poll_error_kind"] == o.error_kind
+        row["poll_kind_failures"] = (
+            0 if o.poll_error is None else row["poll_kind_failures"] + 1 if same else 1
+        )
+        row["poll_failing_since"] = (
+            None if o.poll_error is None else row["poll_failing_since"] or now
+        )
         row["last_poll_error"] = o.poll_error
         row["last_poll_error_kind"] = o.error_kind
         row["next_poll_at"] = o.retry_at or now + timedelta(seconds=interval_seconds)
         row["poll_lease_until"] = None
-        if o.poll_error is not None and row["poll_failures"] == 1:
+        if o.poll_error is not None and row["poll_kind_failures"] == 1:
             message = "Workbench status could not be read: " + o.poll_error
             self._event(row["id"], row["status"], row["status"], "poller", message, o.details)
 

@@ -22,7 +22,7 @@ class RateLimited:
     def __init__(self, retry_after: float):
         self.retry_after = retry_after
 
-    def get_job(self, job_id):
+    def get_job(self, job_id, timeout=None):
         raise WorkbenchError(
             "HTTP 429",
             transient=True,

@@ -42,7 +42,7 @@ class FlakyClient:
     def __init__(self, failures: int, error: WorkbenchError):
         self.failures, self.error, self.calls = failures, error, 0
 
-    def get_job(self, job_id):
+    def get_job(self, job_id, timeout=None):
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error

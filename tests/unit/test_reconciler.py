@@ -163,6 +163,7 @@ def test_a_job_the_workbench_lost_ends_the_run(store, conductor, clock):
     run = store.add_run(
         "SUBMITTED",
         poll_failures=3,
+        poll_kind_failures=3,
         last_poll_error_kind="not_found",
         last_poll_error="HTTP 404",
         workflow_checked_at=clock.now,

@@ -153,14 +153,14 @@ class GatedWorkbench(FakeWorkbench):
         self.in_flight = self.peak = 0
         self.cond = threading.Condition()
 
-    def get_job(self, job_id):
+    def get_job(self, job_id, timeout=None):
         with self.cond:
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
             self.cond.notify_all()
             self.cond.wait_for(lambda: self.in_flight > self.bound, timeout=self.GRACE_SECONDS)
         try:
-            return super().get_job(job_id)
+            return super().get_job(job_id, timeout)
         finally:
             with self.cond:
                 self.in_flight -= 1
