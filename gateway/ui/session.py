@@ -32,11 +32,16 @@ MAX_FAILED_DELAY = 8.0
 FAILURE_MEMORY_SECONDS = 900
 MAX_REMEMBERED_ADDRESSES = 10_000
 
+# Refused sign-ins being slowed at once in this process; beyond that they are answered 429.
+MAX_SLOWED_AT_ONCE = 2
+OK, REFUSED, THROTTLED = "ok", "refused", "throttled"
+
 SIGN_INS = Counter(
     "gateway_ui_sign_ins",
-    "Sign-ins to the run browser, by outcome (ok, refused)",
+    "Sign-ins to the run browser, by outcome (ok, refused, throttled)",
     ["outcome"],
 )
+_SLOWED = threading.BoundedSemaphore(MAX_SLOWED_AT_ONCE)
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -70,8 +75,10 @@ def fingerprint(token: bytes, key: str) -> str:
     return hmac.new(key.encode(), b"token:" + token, hashlib.sha256).hexdigest()[:32]
 
 
-def sign_in(app: Flask, given: str) -> bool:
-    """Open a session when `given` is a configured token; count and slow down failures."""
+def sign_in(app: Flask, given: str) -> str:
+    """Open a session when `given` is a configured token: "ok"; else count the failure and
+    answer it slowly ("refused"), or at once when enough failures are being slowed already
+    ("throttled"), so that wrong tokens sent in parallel cannot hold every request thread."""
     tokens = app.extensions["ui_tokens"]
     throttle: FailedSignIns = app.extensions["ui_throttle"]
     address = request.remote_addr or "unknown"
@@ -83,12 +90,19 @@ def sign_in(app: Flask, given: str) -> bool:
         session["token"] = fingerprint(given.encode("latin-1", "replace"), app.secret_key)
         session[CSRF_FIELD] = secrets.token_urlsafe(32)
         session["since"] = int(time.time())
-        return True
-    SIGN_INS.labels("refused").inc()
+        return OK
     delay = throttle.failed(address)
-    log.warning("run browser: a sign-in from %s was refused (waited %.1f s)", address, delay)
-    time.sleep(delay)
-    return False
+    if not _SLOWED.acquire(blocking=False):
+        SIGN_INS.labels(THROTTLED).inc()
+        log.warning("run browser: a sign-in from %s was refused at once (too many)", address)
+        return THROTTLED
+    try:
+        SIGN_INS.labels(REFUSED).inc()
+        log.warning("run browser: a sign-in from %s was refused (waits %.1f s)", address, delay)
+        time.sleep(delay)
+    finally:
+        _SLOWED.release()
+    return REFUSED
 
 
 def signed_in(app: Flask) -> bool:

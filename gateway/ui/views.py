@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 RUNS_REFRESH_SECONDS = 3
 RUN_REFRESH_SECONDS = 2
 SYSTEM_REFRESH_SECONDS = 5
+SIGN_IN_RETRY_SECONDS = 10
 OPEN_ENDPOINTS = frozenset({"ui.login", "ui.login_post", "ui.static"})
 
 
@@ -68,8 +69,12 @@ def login():
 def login_post():
     """Sign in with an API token; a wrong one is refused slowly."""
     target = _safe_next(request.form.get("next"))
-    if session.sign_in(current_app, request.form.get("token", "")):
+    outcome = session.sign_in(current_app, request.form.get("token", ""))
+    if outcome == session.OK:
         return redirect(target or url_for("ui.runs"), 303)
+    if outcome == session.THROTTLED:
+        page = render_template("ui/login.html", next=target, refused=True, busy=True)
+        return page, 429, {"Retry-After": str(SIGN_IN_RETRY_SECONDS)}
     return render_template("ui/login.html", next=target, refused=True), 401
 
 

@@ -306,3 +306,50 @@ def test_req_the_run_page_links_to_the_run_as_the_api_answers_it(pages):
     body = answer.get_json()
     assert body["id"] == str(pages.row["id"]) and body["error_message"] == HOSTILE
     assert body["history"][0]["message"] == HOSTILE
+
+
+def test_req_wrong_tokens_in_parallel_cannot_hold_every_request_thread(pages, monkeypatch):
+    client = make_app().test_client()
+    held = [
+        ui_session._SLOWED.acquire(blocking=False) for _ in range(ui_session.MAX_SLOWED_AT_ONCE)
+    ]
+    try:
+        assert all(held)  # as if that many refused sign-ins were being slowed right now
+        response = sign_in(client, "wrong-token-0123456789abcdef")
+    finally:
+        for _ in held:
+            ui_session._SLOWED.release()
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "10"
+    assert pages.delays == []  # answered at once
+    assert "wait a few seconds" in response.get_data(as_text=True)
+
+
+def test_req_the_run_list_pages_on_with_its_filters(pages, monkeypatch):
+    seen = []
+
+    def listing(db, filters, key):
+        seen.append(filters)
+        return SimpleNamespace(items=[pages.row], next_cursor="sealed.cursor")
+
+    monkeypatch.setattr(services, "list_runs", listing)
+    client = make_app().test_client()
+    sign_in(client)
+    html = client.get("/ui/runs?status=FAILED&status=RUNNING&pipeline=demo-batch").get_data(
+        as_text=True
+    )
+    assert seen[-1].statuses == ("FAILED", "RUNNING") and seen[-1].pipeline == "demo-batch"
+    older = re.search(r'<a rel="next" href="([^"]+)"', html).group(1)
+    assert older == (
+        "/ui/runs?status=FAILED&amp;status=RUNNING&amp;pipeline=demo-batch&amp;cursor=sealed.cursor"
+    )
+    client.get(older.replace("&amp;", "&"))
+    assert seen[-1].cursor == "sealed.cursor" and seen[-1].statuses == ("FAILED", "RUNNING")
+
+
+def test_req_filters_the_list_does_not_understand_are_named_not_fatal(pages):
+    client = make_app().test_client()
+    sign_in(client)
+    response = client.get("/ui/runs?status=BOGUS")
+    assert response.status_code == 200
+    assert "Some filters were not understood" in response.get_data(as_text=True)
