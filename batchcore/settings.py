@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
@@ -79,6 +81,25 @@ def _schemes(name: str, value: str) -> frozenset[str]:
     if not schemes or bad:
         raise SettingsError(f"{name} must be a comma-separated list of URI schemes, got {value!r}")
     return schemes
+
+
+def _webhook_secret(name: str, value: str) -> str:
+    body = value.strip().removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body, validate=True)
+    except ValueError:
+        key = b""
+    if not value.strip().startswith("whsec_") or len(key) < 24:
+        raise SettingsError(f"{name} must be whsec_ and the base64 of at least 24 random bytes")
+    return value.strip()
+
+
+def _hosts(name: str, value: str) -> frozenset[str]:
+    hosts = frozenset(h.strip().lower().strip("[]") for h in value.split(",") if h.strip())
+    bad = sorted(h for h in hosts if not re.fullmatch(r"[a-z0-9.:_-]+", h))
+    if bad:
+        raise SettingsError(f"{name} must be a comma-separated list of host names, got {value!r}")
+    return hosts
 
 
 def _bind(name: str, value: str) -> str:
@@ -289,6 +310,37 @@ VARIABLES: tuple[Var, ...] = (
         "300",
         "How long past its delivery time a popped, unacknowledged message in Conductor's "
         "queue means its unack processor has died",
+    ),
+    Var(
+        "WEBHOOK_SECRET",
+        "webhook_secret",
+        _webhook_secret,
+        None,
+        "Standard Webhooks signing secret of notifications (whsec_ + base64); unset, runs "
+        "with a notify_url keep their notifications pending until it is set",
+        secret=True,
+    ),
+    Var(
+        "WEBHOOK_ALLOWED_HOSTS",
+        "webhook_allowed_hosts",
+        _hosts,
+        None,
+        "Hosts a notify_url may name although they are local or private (http allowed too)",
+        empty=frozenset(),
+    ),
+    Var(
+        "WEBHOOK_RETRY_HOURS",
+        "webhook_retry_hours",
+        _number(float, 0.01, 720),
+        "24",
+        "How long a notification is retried before it is given up",
+    ),
+    Var(
+        "WEBHOOK_TIMEOUT_SECONDS",
+        "webhook_timeout_seconds",
+        _number(float, 0.5, 30),
+        "5",
+        "Connect and read timeout of one webhook delivery attempt",
     ),
     Var("LOG_LEVEL", "log_level", _log_level, "INFO", "Log level of every process"),
 )

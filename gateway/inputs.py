@@ -36,7 +36,9 @@ class Submission(NamedTuple):
     wait_seconds: float
 
 
-def parse_submission(allowed_schemes: frozenset[str]) -> Submission:
+def parse_submission(
+    allowed_schemes: frozenset[str], allowed_webhook_hosts: frozenset[str] = frozenset()
+) -> Submission:
     """The body, Idempotency-Key and ?wait= of a POST; every bad one named in one 422."""
     # An unreadable or oversized body is a 400/413 before anything else is judged.
     body = json_body()
@@ -47,7 +49,7 @@ def parse_submission(allowed_schemes: frozenset[str]) -> Submission:
     details.extend(idempotency_key_problems(key))
     run_request = None
     try:
-        run_request = parse_run_request(body, allowed_schemes)
+        run_request = parse_run_request(body, allowed_schemes, allowed_webhook_hosts)
     except ValidationFailed as exc:
         details.extend(exc.details)
     raise_if_any(details)

@@ -21,7 +21,9 @@ def create_run():
     """Submit a run: 202 when created, 200 when an Idempotency-Key replays an earlier one."""
     gateway = _gateway()
     try:
-        asked = inputs.parse_submission(gateway.settings.allowed_path_schemes)
+        asked = inputs.parse_submission(
+            gateway.settings.allowed_path_schemes, gateway.settings.webhook_allowed_hosts
+        )
         submission = services.submit_run(
             gateway.database(),
             gateway.conductor,

@@ -10,6 +10,8 @@ Rule names (the stable, machine-readable part of each detail):
 - `parameters`: `size`, `depth`, `not_finite` (NaN/Infinity, which PostgreSQL's JSONB
   refuses), `control_character` (NUL, which JSONB refuses), `encoding` (lone surrogates)
 - path prefixes: the rules of gateway.path_prefixes
+- `notify_url`: the rules of batchcore.notifications.urls (`type`, `length`, `scheme`,
+  `user_info`, `fragment`, `format`, `control_character`, `private_address`)
 - list filters: `enum` (status), `pattern`/`length` (pipeline), `type`/`range` (limit),
   `length` (cursor), `repeated` (a parameter given twice)
 
@@ -28,6 +30,7 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 from batchcore.errors import ValidationFailed
+from batchcore.notifications.urls import url_problems
 from batchcore.runs import lifecycle
 from batchcore.runs.model import REQUEST_FIELDS
 
@@ -70,6 +73,7 @@ class RunRequest:
     input_path_prefix: str
     output_path_prefix: str
     parameters: dict[str, Any] = dataclass_field(default_factory=dict, hash=False)
+    notify_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,9 +182,14 @@ def _parameters_problems(value: object) -> list[Detail]:
 # ----------------------------------------------------------------------- run requests
 
 
-def parse_run_request(body: object, allowed_schemes: frozenset[str]) -> RunRequest:
+def parse_run_request(
+    body: object,
+    allowed_schemes: frozenset[str],
+    allowed_webhook_hosts: frozenset[str] = frozenset(),
+) -> RunRequest:
     """The body of POST /api/v1/pipeline-runs as a RunRequest, or ValidationFailed
-    naming every bad field. `allowed_schemes` comes from ALLOWED_PATH_SCHEMES."""
+    naming every bad field. `allowed_schemes` comes from ALLOWED_PATH_SCHEMES,
+    `allowed_webhook_hosts` from WEBHOOK_ALLOWED_HOSTS."""
     if not isinstance(body, dict):
         raise ValidationFailed(
             f"The request body must be a JSON object, not {json_type(body)}.",
@@ -225,6 +234,13 @@ def parse_run_request(body: object, allowed_schemes: frozenset[str]) -> RunReque
     if "parameters" in body:
         details.extend(_parameters_problems(parameters))
 
+    notify_url = body.get("notify_url")
+    if notify_url is not None:
+        details.extend(
+            problem("notify_url", rule, text)
+            for rule, text in url_problems(notify_url, allowed_webhook_hosts)
+        )
+
     details.extend(unknown_problems(body, REQUEST_FIELDS, "field", "body"))
 
     raise_if_any(details, "request", "field")
@@ -234,6 +250,7 @@ def parse_run_request(body: object, allowed_schemes: frozenset[str]) -> RunReque
         input_path_prefix=body["input_path_prefix"],
         output_path_prefix=body["output_path_prefix"],
         parameters=parameters,
+        notify_url=notify_url,
     )
 
 

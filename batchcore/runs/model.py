@@ -33,6 +33,8 @@ PUBLIC_FIELDS = (
     "poll_failures",
     "last_poll_error",
     "last_polled_at",
+    # Where the run's status changes are sent (issue 15), or null.
+    "notify_url",
 )
 # An audit event's public JSON field names.
 HISTORY_FIELDS = ("status", "previous_status", "at", "source", "message", "details")
@@ -48,6 +50,8 @@ class NewRun:
     output_path_prefix: str
     parameters: dict = field(default_factory=dict)
     idempotency_key: str | None = None
+    # Last, so positional callers are unchanged and it is the last request field.
+    notify_url: str | None = None
 
     def request(self) -> dict:
         """The request's fields (everything but the idempotency key), in declaration order."""
@@ -55,7 +59,11 @@ class NewRun:
 
     def fingerprint(self) -> str:
         """sha256 of the canonical request: what makes two submissions 'the same'."""
-        canonical = json.dumps(list(self.request().values()), sort_keys=True, separators=(",", ":"))
+        values = list(self.request().values())
+        # Without notify_url a request keeps the fingerprint it had before the field existed.
+        if self.notify_url is None:
+            values.pop()  # notify_url, the last request field
+        canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -96,6 +104,7 @@ class Run:
     poll_lease_token: uuid.UUID | None = None
     workflow_synced_at: datetime | None = None
     workflow_checked_at: datetime | None = None
+    notify_url: str | None = None
     notify_url: str | None = None
     # The pipeline's Conductor workflow, when the query joined the catalog.
     workflow_name: str | None = None

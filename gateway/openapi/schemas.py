@@ -119,6 +119,9 @@ _RUN_FIELD_SCHEMAS = {
     },
     "last_poll_error": _nullable({"type": "string"}),
     "last_polled_at": _nullable(_TIMESTAMP),
+    "notify_url": _nullable(
+        {"type": "string", "format": "uri", "description": "Where status changes are sent"}
+    ),
 }
 # In the order the API renders them; a public field without a schema fails at import.
 _RUN_PROPERTIES = {name: _RUN_FIELD_SCHEMAS[name] for name in PUBLIC_FIELDS}
@@ -147,6 +150,19 @@ SCHEMAS = {
                 f" {validation.MAX_PARAMETERS_BYTES} bytes as compact JSON, nested at most"
                 f" {validation.MAX_PARAMETERS_DEPTH} levels, no NaN/Infinity, no NUL.",
                 "default": {},
+            },
+            "notify_url": {
+                "type": "string",
+                "nullable": True,
+                "format": "uri",
+                "minLength": 1,
+                "maxLength": 2048,
+                "description": "Every status change of the run is POSTed here as a"
+                " Standard Webhooks delivery signed with WEBHOOK_SECRET: https only (http too"
+                " for a host in WEBHOOK_ALLOWED_HOSTS), no user-info, no #fragment; a"
+                " loopback, private, link-local or metadata address is refused here and"
+                " again after DNS resolution at delivery.",
+                "example": "https://receiver.example.com/hooks/runs",
             },
         },
     },

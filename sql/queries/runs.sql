@@ -8,9 +8,9 @@ FROM pipelines ORDER BY name
 
 -- name: insert_run
 INSERT INTO pipeline_runs (id, pipeline, mode, status, input_path_prefix, output_path_prefix,
-                           parameters, idempotency_key, request_fingerprint)
+                           parameters, notify_url, idempotency_key, request_fingerprint)
 VALUES (%(id)s, %(pipeline)s, %(mode)s, 'PENDING', %(input_path_prefix)s, %(output_path_prefix)s,
-        %(parameters)s, %(idempotency_key)s, %(request_fingerprint)s)
+        %(parameters)s, %(notify_url)s, %(idempotency_key)s, %(request_fingerprint)s)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *
 

@@ -1,0 +1,1 @@
+"""Status-change notifications: signed webhooks from a transactional outbox (issue 15)."""
