@@ -105,7 +105,6 @@ class Run:
     workflow_synced_at: datetime | None = None
     workflow_checked_at: datetime | None = None
     notify_url: str | None = None
-    notify_url: str | None = None
     # The pipeline's Conductor workflow, when the query joined the catalog.
     workflow_name: str | None = None
     workflow_version: int | None = None
