@@ -121,10 +121,16 @@ def _fail_if_pending(store: RunStore, run_id: str, t: Transition) -> dict:
 def _already_past_submitted(
     store: RunStore, run_id: str, status: str, workbench_job_id: str | None
 ) -> dict | None:
-    """A repeated SUBMITTED for a run the poller has since moved on: nothing to do."""
+    """A repeated SUBMITTED for a run the poller has since moved on: nothing to do, except
+    for an ended run, whose workflow (restarted by an operator) waits again: the poller is
+    asked to finish it once more, with the run's outcome, instead of leaving it waiting."""
     if status != lifecycle.SUBMITTED:
         return None
     run = store.get_run(run_id)
     if run.workbench_job_id == workbench_job_id and run.status != lifecycle.PENDING:
+        if run.is_terminal and store.mark_workflow_unsynced(run.id):
+            log.info(
+                "persist run=%s is %s: its restarted workflow is finished again", run_id, run.status
+            )
         return {"status": run.status, "changed": False}
     return None

@@ -201,6 +201,13 @@ class RunStore:
         with self.db.autocommit() as cur:
             cur.execute(Q["mark_workflows_synced"], {"ids": run_ids})
 
+    def mark_workflow_unsynced(self, run_id: uuid.UUID) -> bool:
+        """Have the poller finish an ended run's workflow again (it was restarted and waits);
+        False when it was not marked finished."""
+        with self.db.autocommit() as cur:
+            cur.execute(Q["mark_workflow_unsynced"], {**LIFECYCLE_SETS, "id": run_id})
+            return cur.fetchone() is not None
+
     @contextmanager
     def poller_loop_lock(self) -> Iterator[PollerLoop | None]:
         """The recorded poller loop under a lock held for one check-and-start (None: another

@@ -104,6 +104,12 @@ LIMIT %(limit)s
 UPDATE pipeline_runs SET workflow_synced_at = now()
 WHERE id = ANY(%(ids)s::uuid[]) AND workflow_synced_at IS NULL
 
+-- name: mark_workflow_unsynced
+-- An ended run whose workflow an operator restarted: the poller finishes it again.
+UPDATE pipeline_runs SET workflow_synced_at = NULL
+WHERE id = %(id)s AND status = ANY(%(terminal)s::text[]) AND workflow_synced_at IS NOT NULL
+RETURNING id
+
 -- name: record_poll_write_failure
 -- A run whose outcome could not be written even alone: count the failure, note why, and
 -- poll it again later with backoff, so it never holds up the others (still fenced).

@@ -215,6 +215,14 @@ class FakeStore:
             row = self._find(run_id)
             row["workflow_synced_at"] = row["workflow_synced_at"] or self.clock()
 
+    def mark_workflow_unsynced(self, run_id) -> bool:
+        self.calls.append("mark_workflow_unsynced")
+        row = self._find(run_id)
+        if row["status"] not in lifecycle.TERMINAL or row["workflow_synced_at"] is None:
+            return False
+        row["workflow_synced_at"] = None
+        return True
+
     @contextmanager
     def poller_loop_lock(self) -> Iterator[_Loop | None]:
         self.calls.append("poller_loop_lock")

@@ -387,3 +387,26 @@ def test_issue_12_17_persist_failed_leaves_a_submitted_run_alone(store):
     out = submission.persist(store, str(pending.id), "FAILED", "submit", error_message="no")
     assert out == {"status": "FAILED", "changed": True}
     assert store.row(pending.id)["error_message"] == "no"
+
+
+# ------------------------------------------- 16: restarting a finished run's workflow
+
+
+def test_issue_12_16_a_restarted_workflow_of_an_ended_run_is_finished_again(
+    store, workbench, conductor
+):
+    run = store.add_run("SUBMITTED")
+    wf = conductor.add(workflow.BATCH_WORKFLOW, str(run.id))
+    store.row(run.id)["conductor_workflow_id"] = wf
+    workbench.jobs[run.workbench_job_id] = "SUCCEEDED"
+    assert sweep(store, workbench, conductor)["synced"] == 1
+    # An operator restarts the finished workflow: it submits (the job id is reused), persists
+    # SUBMITTED again, and waits.
+    conductor.workflows[wf].update(status="RUNNING", waiting={workflow.WAIT_TASK_REF})
+    out = submission.persist(
+        store, str(run.id), "SUBMITTED", "persist", workbench_job_id=run.workbench_job_id
+    )
+    assert out == {"status": "COMPLETED", "changed": False}
+    assert sweep(store, workbench, conductor)["synced"] == 1
+    assert conductor.workflows[wf]["status"] == "COMPLETED"
+    assert conductor.completed[-1][3]["status"] == "COMPLETED"
