@@ -8,6 +8,7 @@ import time
 from stack import supervisor
 
 from .harness import Load, Stack, verify
+from .hostile import hostile_workbench
 
 
 def _in_background(load: Load, seconds: float) -> threading.Thread:
@@ -182,4 +183,5 @@ SCENARIOS = {
     "workbench_degraded": workbench_degraded,
     "conductor_restart": conductor_restart,
     "conductor_kill": conductor_kill,
+    "hostile_workbench": hostile_workbench,
 }
