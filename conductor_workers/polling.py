@@ -204,10 +204,14 @@ def finish_workflow(conductor: ConductorClient, run: Run) -> bool:
         "workbench_job_id": run.workbench_job_id,
         "error_message": run.error_message,
     }
+    # Synced only once the workflow has left RUNNING, whatever the completion answered: a
+    # completion sent while Conductor was still scheduling the WAIT has been seen not to
+    # stick (the run marked synced, its WAIT left IN_PROGRESS), so the workflow is read back.
     try:
         if conductor.complete_task(wf_id, workflow.WAIT_TASK_REF, "COMPLETED", output):
-            return True
-        problem = "its WAIT task is not pending"
+            problem = "it still runs after its WAIT task was completed"
+        else:
+            problem = "its WAIT task is not pending"
     except ConductorUnavailable as exc:
         problem = exc.message
     try:
@@ -219,7 +223,8 @@ def finish_workflow(conductor: ConductorClient, run: Run) -> bool:
         log.info("workflow %s of run %s is already %s", wf_id, run.id, found["status"])
         return True
     # Still running: its WAIT task is not scheduled yet (Conductor answers 200 with no task
-    # id then, having completed nothing); a later sweep tries again.
+    # id then, having completed nothing), or the completion did not stick; a later sweep
+    # tries again, and the reconciler finishes a workflow that stays stuck.
     log.info("workflow %s of run %s: %s yet; a later sweep retries", wf_id, run.id, problem)
     return False
 

@@ -14,7 +14,7 @@ from batchcore.runs.model import Run, Transition
 from batchcore.runs.store import Repair, RunStore
 from batchcore.workbench_errors import KIND_MALFORMED, KIND_UNAUTHORIZED, KIND_UNKNOWN_STATUS
 
-from . import metrics
+from . import metrics, unstick
 
 # Answers that retrying cannot fix: a run that gets only these for give_up_seconds ends FAILED.
 GIVE_UP_KINDS = (KIND_UNKNOWN_STATUS, KIND_MALFORMED, KIND_UNAUTHORIZED)
@@ -32,6 +32,7 @@ class ReconcileConfig:
     max_restarts: int = 3
     max_not_found_failures: int = 10
     give_up_seconds: int = settings.default("POLL_GIVE_UP_SECONDS")
+    progress: unstick.ProgressConfig = unstick.ProgressConfig()
 
     @classmethod
     def from_settings(cls, cfg: settings.Settings) -> ReconcileConfig:
@@ -43,8 +44,9 @@ class ReconcileConfig:
 
 
 def reconcile(store: RunStore, conductor: ConductorClient, cfg: ReconcileConfig) -> dict:
-    """One pass over stuck PENDING runs, active runs' workflows, jobs the Workbench lost, and
-    runs whose status the Workbench's answers have not told for too long."""
+    """One pass over stuck PENDING runs, active runs' workflows, jobs the Workbench lost,
+    runs whose status the Workbench's answers have not told for too long, and ended runs
+    whose workflow still runs."""
     done: collections.Counter = collections.Counter()
     found = store.reconcile_candidates(
         cfg.pending_after_seconds,
@@ -54,11 +56,16 @@ def reconcile(store: RunStore, conductor: ConductorClient, cfg: ReconcileConfig)
         give_up_after=cfg.give_up_seconds,
         give_up_kinds=GIVE_UP_KINDS,
     )
+    ended = store.ended_runs_to_finish(
+        cfg.progress.finish_after_seconds, cfg.check_workflows_every_seconds, cfg.batch
+    )
     for repair, runs in (
-        (repair_pending, found.pending),
-        (check_active, found.active),
+        # A live workflow is judged by whether it moves (unstick), not by its status alone.
+        (unstick.checked(repair_pending, "still_running"), found.pending),
+        (unstick.checked(check_active, "workflow_ok"), found.active),
         (fail_lost, found.lost),
         (give_up, found.given_up),
+        (unstick.finish_ended, ended),
     ):
         for run in runs:
             try:

@@ -255,6 +255,23 @@ class RunStore:
             *([Run.from_row(r) for r in rows] for rows in (pending, active, lost, given_up))
         )
 
+    def ended_runs_to_finish(
+        self, older_than_seconds: int, check_every_seconds: int, limit: int
+    ) -> list[Run]:
+        """Ended runs whose workflow the poller has not seen leave RUNNING for
+        `older_than_seconds`, each looked at most every `check_every_seconds`."""
+        with self.db.autocommit() as cur:
+            cur.execute(
+                Q["ended_runs_to_finish"],
+                {
+                    **LIFECYCLE_SETS,
+                    "older_than": older_than_seconds,
+                    "every": check_every_seconds,
+                    "limit": limit,
+                },
+            )
+            return [Run.from_row(r) for r in cur.fetchall()]
+
     def mark_workflow_checked(self, run_id: uuid.UUID) -> None:
         """Remember that the run's workflow was found live just now."""
         with self.db.transaction() as cur:
@@ -305,23 +322,45 @@ class Repair:
         transition(self._cur, self.run.id, t)
 
     def replace_workflow(
-        self, workflow_id: str, action: str, message: str, previous_status: str | None = None
+        self,
+        workflow_id: str,
+        action: str,
+        message: str,
+        previous_status: str | None = None,
+        extra: dict | None = None,
     ) -> None:
         """Point the run at another workflow and note why in its audit trail."""
         self._cur.execute(Q["replace_workflow_id"], {"id": self.run.id, "workflow_id": workflow_id})
         details = {
-            "action": action,
             "workflow_id": workflow_id,
             "previous_workflow_id": self.run.conductor_workflow_id,
+            **(extra or {}),
         }
         if previous_status:
             details["previous_workflow_status"] = previous_status
+        self.note(action, message, details)
+
+    def note(self, action: str, message: str, details: dict) -> None:
+        """Record a repair that changes no status in the audit trail, its action named."""
         self._cur.execute(
             Q["insert_note"],
             {
                 "run_id": self.run.id,
                 "status": self.run.status,
                 "message": message,
-                "details": Json(details),
+                "details": Json({"action": action, **details}),
             },
         )
+
+    def count_actions(self, action: str) -> int:
+        """How many repairs of this action the reconciler made on this run."""
+        self._cur.execute(Q["count_reconciler_actions"], {"id": self.run.id, "action": action})
+        return self._cur.fetchone()["repairs"]
+
+    def mark_checked(self) -> None:
+        """Remember that the run's workflow was looked at just now."""
+        self._cur.execute(Q["mark_workflow_checked"], {"id": self.run.id})
+
+    def mark_synced(self) -> None:
+        """Remember that the run's workflow has left RUNNING."""
+        self._cur.execute(Q["mark_workflows_synced"], {"ids": [str(self.run.id)]})

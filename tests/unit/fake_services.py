@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
+from collections.abc import Callable
 
 from batchcore.errors import ConductorUnavailable, WorkbenchError
 from batchcore.runs.lifecycle import run_status_for
@@ -23,6 +25,9 @@ class FakeConductor:
         self.started: list[tuple] = []
         self.completed: list[tuple] = []
         self.complete_failures: list[Exception] = []
+        self.decided: list[str] = []
+        self.overwritten_completions = 0
+        self.on_decide: Callable[[dict], None] | None = None
         self.unreachable = False
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -37,6 +42,8 @@ class FakeConductor:
                 "correlationId": correlation_id,
                 "status": status,
                 "startTime": len(self.workflows) + 1,
+                # Conductor's clock (epoch ms): a workflow added now has just moved.
+                "updateTime": int(time.time() * 1000),
                 "tasks": [],
                 "waiting": {"await_completion"},
                 **extra,
@@ -72,6 +79,13 @@ class FakeConductor:
         self._check()
         self.workflows[workflow_id].update(status="TERMINATED", reasonForIncompletion=reason)
 
+    def decide(self, workflow_id) -> None:
+        """Conductor's decider pass: `on_decide` plays what it does to the workflow."""
+        self._check()
+        self.decided.append(workflow_id)
+        if self.on_decide is not None:
+            self.on_decide(self.workflows[workflow_id])
+
     def complete_task(self, workflow_id, task_ref, status, output) -> str:
         self._check()
         with self._lock:
@@ -80,9 +94,13 @@ class FakeConductor:
         workflow = self.workflows.get(workflow_id)
         if workflow is None or task_ref not in workflow["waiting"]:
             return ""  # as Conductor 3.32 does: 200, no task id, nothing completed
-        workflow["waiting"].discard(task_ref)
-        workflow["status"] = "COMPLETED"
         self.completed.append((workflow_id, task_ref, status, output))
+        if self.overwritten_completions:
+            # Conductor, still scheduling the WAIT, wrote it IN_PROGRESS over the completion.
+            self.overwritten_completions -= 1
+        else:
+            workflow["waiting"].discard(task_ref)
+            workflow["status"] = "COMPLETED"
         return f"task-{len(self.completed)}"
 
 

@@ -289,6 +289,30 @@ class FakeStore:
             )
         )
 
+    def ended_runs_to_finish(self, older_than_seconds, check_every_seconds, limit) -> list[Run]:
+        self.calls.append("ended_runs_to_finish")
+        now = self.clock()
+        rows = [
+            r
+            for r in self.rows.values()
+            if r["status"] in lifecycle.TERMINAL
+            and r["workflow_synced_at"] is None
+            and r["conductor_workflow_id"]
+            and r["completed_at"] < now - timedelta(seconds=older_than_seconds)
+            and (
+                r["workflow_checked_at"] is None
+                or r["workflow_checked_at"] < now - timedelta(seconds=check_every_seconds)
+            )
+        ]
+        rows.sort(
+            key=lambda r: (
+                r["workflow_checked_at"] is not None,
+                r["workflow_checked_at"] or now,
+                r["completed_at"],
+            )
+        )
+        return [self._with_pipeline(r) for r in rows[:limit]]
+
     def mark_workflow_checked(self, run_id) -> None:
         self.calls.append("mark_workflow_checked")
         self._find(run_id)["workflow_checked_at"] = self.clock()
@@ -432,11 +456,13 @@ class _Repair:
     def transition(self, t: Transition) -> None:
         self._store._transition(self._row, t)
 
-    def replace_workflow(self, workflow_id, action, message, previous_status=None) -> None:
+    def replace_workflow(
+        self, workflow_id, action, message, previous_status=None, extra=None
+    ) -> None:
         details = {
-            "action": action,
             "workflow_id": workflow_id,
             "previous_workflow_id": self._row["conductor_workflow_id"],
+            **(extra or {}),
         }
         if previous_status:
             details["previous_workflow_status"] = previous_status
@@ -445,5 +471,22 @@ class _Repair:
             workflow_synced_at=None,
             workflow_checked_at=self._store.clock(),
         )
+        self.note(action, message, details)
+
+    def note(self, action, message, details) -> None:
         status = self._row["status"]
+        details = {"action": action, **details}
         self._store._event(self._row["id"], status, status, "reconciler", message, details)
+
+    def count_actions(self, action) -> int:
+        return sum(
+            1
+            for e in self._store.history(self._row["id"])
+            if e["source"] == "reconciler" and e["details"].get("action") == action
+        )
+
+    def mark_checked(self) -> None:
+        self._row["workflow_checked_at"] = self._store.clock()
+
+    def mark_synced(self) -> None:
+        self._row["workflow_synced_at"] = self._row["workflow_synced_at"] or self._store.clock()
