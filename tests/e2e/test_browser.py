@@ -103,9 +103,9 @@ def test_req_the_run_page_follows_a_run_to_its_end_without_a_reload(
     page = watched.page
     watched.sign_in(token)
     body = run_body(parameters={"simulate": {"queue_seconds": 2, "duration_seconds": 4}})
-    # One refused submission: the workflow retries it, and the page draws both attempts.
+    # Two refused submissions: the workflow retries them, and the page draws each attempt.
     Simulator(stack_env["WORKBENCH_ADMIN_URL"]).faults(
-        error_5xx={"status": 503, "count": 1, "only": "submit"},
+        error_5xx={"status": 503, "count": 2, "only": "submit"},
         input_path_prefixes=[body["input_path_prefix"]],
     )
     created = api.post_run(body)
@@ -113,8 +113,8 @@ def test_req_the_run_page_follows_a_run_to_its_end_without_a_reload(
     run_id = created.json()["id"]
     page.goto(f"{gateway}/ui/runs/{run_id}")
     head = page.locator("#run-head")
-    # The refused submission's retry waits about 2 s: the page opens on a PENDING run.
-    expect(head.locator(".status")).to_have_text("PENDING", timeout=1_500)
+    # The retries wait about 2 s, then 4 s: the page opens on a PENDING run.
+    expect(head.locator(".status")).to_have_text("PENDING", timeout=3_000)
     assert page.locator("body").get_attribute("data-refresh") == "2"
     # A reload would lose this marker and the reader's scroll position.
     page.evaluate("() => { window.notReloaded = true; window.scrollTo(0, 300); }")
@@ -127,8 +127,8 @@ def test_req_the_run_page_follows_a_run_to_its_end_without_a_reload(
     assert page.evaluate("() => window.notReloaded === true")
     assert page.evaluate("() => window.scrollY") == 300
     assert history.count() >= 3
-    assert page.locator("svg.timeline rect.run").count() >= 5
-    expect(page.locator("svg.timeline")).to_contain_text("submit (attempt 2)")
+    assert page.locator("svg.timeline rect.run").count() >= 6
+    expect(page.locator("svg.timeline")).to_contain_text("submit (attempt 3)")
     failed_attempt = page.locator("#run-workflow table.tasks tbody tr").first
     expect(failed_attempt).to_contain_text("FAILED")
     expect(failed_attempt.locator("td[data-label=Reason]")).to_contain_text("503")
