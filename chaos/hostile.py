@@ -91,6 +91,6 @@ def hostile_workbench(stack: Stack, rate: float = 4.0, phase_seconds: float = 5.
         **result,
         **judge(load.accepted, rows, stack.sim_jobs()),
         "faults_injected": stack.sim_faults_injected() - fired_before,
-        "sweeps_aborted": sweeps_aborted(stack) - aborted_before,
+        "sweeps_aborted": round(sweeps_aborted(stack) - aborted_before),
         "answers": dict(load.answers),
     }
