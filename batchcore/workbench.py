@@ -1,9 +1,15 @@
-"""The one Workbench API client: submit a job, read a job's status.
+"""The one Workbench API client: submit a job, read a job's status, cancel a job.
 
 The client makes exactly one HTTP attempt per call: whether and when to retry is decided by
 the caller (Conductor's task retry for submission, the poller's own backoff, in
-:mod:`batchcore.backoff`, for status). Every failure becomes a
+:mod:`batchcore.backoff`, for status and cancel). Every failure becomes a
 :class:`~batchcore.errors.WorkbenchError`, classified in :mod:`batchcore.workbench_errors`.
+
+A caller that retries a call (a status or a cancel) retries only a ``transient`` error, at
+most its retry limit times, waiting ``backoff.backoff_delay(attempt, base, cap,
+error.retry_after)`` before each retry: jittered exponential backoff with the server's
+``Retry-After`` as a floor, as ``conductor_workers.polling.fetch_status`` does for status.
+Repeating a cancel is harmless, so a cancel whose answer was lost is simply sent again.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -29,10 +34,12 @@ from batchcore.http_errors import safe_url
 from batchcore.runs import lifecycle
 from batchcore.workbench_errors import KIND_MALFORMED, KIND_TIMEOUT, Answer, Call
 from batchcore.workbench_normalise import clean_message, storable_timestamp
+from batchcore.workbench_results import CancelResult, JobStatus, SubmittedJob
 
 __all__ = [
     "DEFAULT_POOL_MAXSIZE",
     "MAX_ANSWER_BYTES",
+    "CancelResult",
     "JobStatus",
     "SubmittedJob",
     "WorkbenchClient",
@@ -60,49 +67,6 @@ def _user_agent() -> str:
 
 
 USER_AGENT = _user_agent()
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class SubmittedJob:
-    """The Workbench's answer to a submission."""
-
-    job_id: str
-    status: str  # the Workbench status, one of lifecycle.WORKBENCH_TO_RUN
-    created: bool  # True for 201 (a new job), False for 200 (the idempotency key was known)
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """A Workbench job's state, with the run status it means."""
-
-    job_id: str
-    workbench_status: str
-    run_status: str
-    error_message: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    # What the client changed to make the answer storable, with the raw values (made storable).
-    normalised: dict[str, Any] = field(default_factory=dict, hash=False)
-
-    @property
-    def terminal(self) -> bool:
-        """True when the job has finished (its run status can never change again)."""
-        return lifecycle.is_terminal(self.run_status)
-
-    def event_details(self) -> dict[str, Any]:
-        """The answer as an audit event's details (JSON, storable), with what was normalised."""
-        details = {
-            "workbench_job_id": self.job_id,
-            "workbench_status": self.workbench_status,
-            "error_message": self.error_message,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "normalised": dict(self.normalised) or None,
-        }
-        return {k: v for k, v in details.items() if v is not None}
 
 
 # --------------------------------------------------------------------------- client
@@ -243,17 +207,8 @@ class WorkbenchClient:
     def get_job(self, job_id: str, timeout: float | None = None) -> JobStatus:
         """The current state of a Workbench job; ``timeout`` (seconds) caps the whole call
         below the client's own timeouts (a caller's deadline)."""
-        if not isinstance(job_id, str) or not job_id:
-            raise ValueError("job_id must be a non-empty string")
-        path = f"/jobs/{quote(job_id, safe='')}"
-        answer = self._request(
-            "GET", path, what=f"the status request for job {job_id}", job_id=job_id, cap=timeout
-        )
-        data = answer.json_object()
-        answered_id = answer.job_id(data)
-        if answered_id != job_id:
-            raise answer.malformed(f"it describes job {answered_id!r} instead of {job_id!r}")
-        workbench_status = answer.workbench_status(data)
+        answer = self._job_request("GET", job_id, "", "the status request", timeout)
+        data, workbench_status = self._job_answer(answer, job_id)
         error_message = data.get("error_message")
         if error_message is not None and not isinstance(error_message, str):
             raise answer.malformed("its error_message is not a string")
@@ -268,6 +223,49 @@ class WorkbenchClient:
             finished_at=storable_timestamp(data.get("finished_at"), "finished_at", now, notes),
             normalised=notes,
         )
+
+    def cancel_job(self, job_id: str, timeout: float | None = None) -> CancelResult:
+        """Asks the Workbench to cancel a job; harmless to repeat. ``timeout`` as in get_job.
+
+        HTTP 202: accepted, the job reaches CANCELLED asynchronously (or ends first; a status
+        call tells). HTTP 200: the job had already ended, with the final status answered.
+        """
+        answer = self._job_request("POST", job_id, "/cancel", "the cancel request", timeout)
+        _, workbench_status = self._job_answer(answer, job_id)
+        run_status = lifecycle.run_status_for(workbench_status)
+        already_ended = answer.response.status_code == 200
+        if already_ended and not lifecycle.is_terminal(run_status):
+            raise answer.malformed(
+                f"it answered 200 (the job has ended) with status {workbench_status}, "
+                "which is not a final one"
+            )
+        return CancelResult(
+            job_id=job_id,
+            workbench_status=workbench_status,
+            run_status=run_status,
+            already_ended=already_ended,
+        )
+
+    # -- answers about one job
+
+    def _job_request(
+        self, method: str, job_id: str, suffix: str, what: str, timeout: float | None
+    ) -> Answer:
+        if not isinstance(job_id, str) or not job_id:
+            raise ValueError("job_id must be a non-empty string")
+        path = f"/jobs/{quote(job_id, safe='')}{suffix}"
+        return self._request(
+            method, path, what=f"{what} for job {job_id}", job_id=job_id, cap=timeout
+        )
+
+    @staticmethod
+    def _job_answer(answer: Answer, job_id: str) -> tuple[dict[str, Any], str]:
+        """The answer's JSON object and Workbench status, once it is known to be about job_id."""
+        data = answer.json_object()
+        answered_id = answer.job_id(data)
+        if answered_id != job_id:
+            raise answer.malformed(f"it describes job {answered_id!r} instead of {job_id!r}")
+        return data, answer.workbench_status(data)
 
     # -- transport
 
