@@ -55,11 +55,12 @@ def main() -> int:
         print(f"workbench_sim: cannot listen on {config.host}: {exc}", file=sys.stderr)
         return 1
     log.info(
-        "workbench simulator ready: api=%s admin=%s queue=%gs run=%gs job_log=%s",
+        "workbench simulator ready: api=%s admin=%s queue=%gs run=%gs cancel=%gs job_log=%s",
         server.api_url,
         server.admin_url,
         config.queue_seconds,
         config.run_seconds,
+        config.cancel_seconds,
         config.job_log_path or "-",
     )
     try:

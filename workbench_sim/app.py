@@ -89,6 +89,7 @@ def create_app(
             clock=clock,
             queue_seconds=config.queue_seconds,
             run_seconds=config.run_seconds,
+            cancel_seconds=config.cancel_seconds,
             job_log_path=config.job_log_path,
         ),
         faults=FaultInjector(clock=clock, rng=rng),
@@ -127,7 +128,7 @@ def _api_blueprint(state: SimState, sleep: Callable[[float], None]) -> Blueprint
         # Faults run before auth: they stand for the infrastructure in front of the service.
         if request.environ.get(ADMIN_ENVIRON_KEY):
             return None
-        endpoint = "submit" if request.endpoint == "api.submit_job" else "status"
+        endpoint = _ENDPOINTS.get(request.endpoint or "", "status")
         g.call_target = _call_target(state)
         decision = state.faults.on_api_call(endpoint, g.call_target)
         g.slow_seconds = decision.slow_seconds
@@ -233,7 +234,20 @@ def _api_blueprint(state: SimState, sleep: Callable[[float], None]) -> Blueprint
             return _error(404, "not_found", f"no job with id {job_id!r}")
         return jsonify(view)
 
+    @api.post("/jobs/<job_id>/cancel")
+    def cancel_job(job_id: str) -> Any:
+        answer = state.store.cancel(job_id)
+        if answer is None:
+            return _error(404, "not_found", f"no job with id {job_id!r}")
+        view, already_ended = answer
+        # 200: it had ended and the status is final; 202: CANCELLED comes later (or its end).
+        return jsonify(view), 200 if already_ended else 202
+
     return api
+
+
+# What a fault's `only` calls each view; any other call (GET /jobs/{id}) is "status".
+_ENDPOINTS = {"api.submit_job": "submit", "api.cancel_job": "cancel"}
 
 
 def _call_target(state: SimState) -> CallTarget:

@@ -12,6 +12,7 @@ DEFAULT_PORT = 18090
 DEFAULT_ADMIN_PORT = 18091
 DEFAULT_QUEUE_SECONDS = 0.5
 DEFAULT_RUN_SECONDS = 2.0
+DEFAULT_CANCEL_SECONDS = 2.0
 
 
 class ConfigError(ValueError):
@@ -25,6 +26,7 @@ class SimConfig:
     api_token: str
     queue_seconds: float = DEFAULT_QUEUE_SECONDS
     run_seconds: float = DEFAULT_RUN_SECONDS
+    cancel_seconds: float = DEFAULT_CANCEL_SECONDS
     job_log_path: Path | None = None
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -40,7 +42,8 @@ class SimConfig:
         # The token must never reach a log line, even through a repr in a traceback.
         return (
             f"SimConfig(api_token='***', queue_seconds={self.queue_seconds}, "
-            f"run_seconds={self.run_seconds}, job_log_path={self.job_log_path}, "
+            f"run_seconds={self.run_seconds}, cancel_seconds={self.cancel_seconds}, "
+            f"job_log_path={self.job_log_path}, "
             f"host={self.host!r}, port={self.port}, admin_port={self.admin_port})"
         )
 
@@ -58,6 +61,7 @@ class SimConfig:
             api_token=token,
             queue_seconds=_seconds(env, "SIM_QUEUE_SECONDS", DEFAULT_QUEUE_SECONDS),
             run_seconds=_seconds(env, "SIM_RUN_SECONDS", DEFAULT_RUN_SECONDS),
+            cancel_seconds=_seconds(env, "SIM_CANCEL_SECONDS", DEFAULT_CANCEL_SECONDS),
             job_log_path=Path(job_log) if job_log else None,
             host=env.get("SIM_HOST", "").strip() or DEFAULT_HOST,
             port=_port(env, "SIM_PORT", DEFAULT_PORT),

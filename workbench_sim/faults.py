@@ -20,7 +20,7 @@ LOSE_SUBMIT_ANSWER = "lose_submit_answer"
 REFUSE_CONNECTIONS = "refuse_connections"
 KINDS = (ERROR_5XX, RATE_LIMIT, SLOW, LOSE_SUBMIT_ANSWER, REFUSE_CONNECTIONS, *hostile.KINDS)
 
-ENDPOINTS = ("submit", "status")
+ENDPOINTS = ("submit", "status", "cancel")
 # What a per-call fault may be aimed at, so that a test's fault fires only on its own runs.
 TARGETS = ("run_ids", "job_ids", "input_path_prefixes")
 MAX_TARGETS = 1000
@@ -51,7 +51,7 @@ class _Fault:
     seconds: float | None = None
     # A hostile kind's variant (or, for unknown_status, the status it answers).
     variant: str | None = None
-    # Limit the fault to one endpoint ("submit" or "status") so tests can aim it.
+    # Limit the fault to one endpoint ("submit", "status" or "cancel") so tests can aim it.
     only: str | None = None
     # Limit it to calls about these runs, jobs or input prefixes (any one matching); None: all.
     run_ids: frozenset[str] | None = None

@@ -1,10 +1,10 @@
-"""The job store: idempotent creation, status derived from elapsed time, finishing once."""
+"""The job store: idempotent creation, status derived from elapsed time, finishing once,
+cancels that take effect later (unless the job ends first)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import uuid
 from collections.abc import Callable
@@ -12,19 +12,34 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from . import processing
+from .submission import (
+    CANCELLED,
+    FAILED,
+    OUTCOMES,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Submission,
+    ValidationError,
+    parse_submission,
+)
 
-QUEUED = "QUEUED"
-RUNNING = "RUNNING"
-SUCCEEDED = "SUCCEEDED"
-FAILED = "FAILED"
-CANCELLED = "CANCELLED"
-OUTCOMES = (SUCCEEDED, FAILED, CANCELLED)
+__all__ = [
+    "CANCELLED",
+    "FAILED",
+    "OUTCOMES",
+    "QUEUED",
+    "RUNNING",
+    "SUCCEEDED",
+    "Clock",
+    "JobStore",
+    "ValidationError",
+    "iso",
+    "parse_submission",
+]
 
-MAX_PREFIX_LENGTH = 1024
-MAX_SIMULATED_SECONDS = 86_400.0
 DEFAULT_FAILURE_MESSAGE = "simulated failure"
 
 Clock = Callable[[], float]
@@ -38,129 +53,21 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
 
 
-class ValidationError(ValueError):
-    """A submission broke the contract; `details` names each bad field."""
-
-    def __init__(self, details: list[dict[str, str]]):
-        super().__init__("; ".join(f"{d['field']}: {d['message']}" for d in details))
-        self.details = details
-
-
-@dataclass(frozen=True)
-class Simulation:
-    """What `parameters.simulate` asked for; None means the configured default."""
-
-    outcome: str = SUCCEEDED
-    error_message: str | None = None
-    run_seconds: float | None = None
-    queue_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A validated POST /jobs body."""
-
-    pipeline_run_id: str
-    pipeline: str
-    input_path_prefix: str
-    output_path_prefix: str
-    parameters: dict[str, Any]
-    simulation: Simulation
-
-
-def parse_submission(body: dict[str, Any]) -> Submission:
-    """Check every field of a POST /jobs body at once; raise ValidationError listing them all."""
-    details: list[dict[str, str]] = []
-
-    def bad(name: str, rule: str, message: str) -> None:
-        details.append({"field": name, "rule": rule, "message": message})
-
-    text: dict[str, str] = {}
-    for name in ("pipeline_run_id", "pipeline", "input_path_prefix", "output_path_prefix"):
-        value = body.get(name)
-        if name not in body or value is None:
-            bad(name, "required", f"{name} is required")
-        elif not isinstance(value, str):
-            bad(name, "type", f"{name} must be a string")
-        elif not value.strip():
-            bad(name, "not_empty", f"{name} must not be empty")
-        elif name.endswith("_prefix") and len(value) > MAX_PREFIX_LENGTH:
-            bad(name, "max_length", f"{name} must be at most {MAX_PREFIX_LENGTH} characters")
-        elif name.endswith("_prefix") and not (urlsplit(value).scheme and "://" in value):
-            bad(name, "uri", f"{name} must be a URI such as s3://bucket/path or file:///dir")
-        else:
-            text[name] = value
-
-    parameters = body.get("parameters")
-    simulation = Simulation()
-    if "parameters" not in body or parameters is None:
-        bad("parameters", "required", "parameters is required (send {} when there are none)")
-    elif not isinstance(parameters, dict):
-        bad("parameters", "type", "parameters must be a JSON object")
-    elif "simulate" in parameters:
-        simulation = _parse_simulation(parameters["simulate"], bad)
-
-    if details:
-        raise ValidationError(details)
-    return Submission(parameters=parameters, simulation=simulation, **text)
-
-
-def _parse_simulation(raw: Any, bad: Callable[[str, str, str], None]) -> Simulation:
-    prefix = "parameters.simulate"
-    if not isinstance(raw, dict):
-        bad(prefix, "type", f"{prefix} must be a JSON object")
-        return Simulation()
-    for key in sorted(set(raw) - {"outcome", "error_message", "duration_seconds", "queue_seconds"}):
-        bad(f"{prefix}.{key}", "unknown", f"{prefix}.{key} is not a simulation setting")
-
-    outcome = raw.get("outcome", SUCCEEDED)
-    if not isinstance(outcome, str) or outcome.upper() not in OUTCOMES:
-        bad(f"{prefix}.outcome", "enum", f"{prefix}.outcome must be one of {', '.join(OUTCOMES)}")
-        outcome = SUCCEEDED
-
-    message = raw.get("error_message")
-    if message is not None and not isinstance(message, str):
-        bad(f"{prefix}.error_message", "type", f"{prefix}.error_message must be a string")
-        message = None
-
-    seconds: dict[str, float | None] = {}
-    for key in ("duration_seconds", "queue_seconds"):
-        value = raw.get(key)
-        # bool is an int in Python, but `true` seconds is surely a mistake in the request.
-        if value is None:
-            seconds[key] = None
-        elif (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or not 0 <= value <= MAX_SIMULATED_SECONDS
-        ):
-            bad(
-                f"{prefix}.{key}",
-                "range",
-                f"{prefix}.{key} must be a number of seconds from 0 to {MAX_SIMULATED_SECONDS:g}",
-            )
-            seconds[key] = None
-        else:
-            seconds[key] = float(value)
-
-    return Simulation(
-        outcome=outcome.upper(),
-        error_message=message,
-        run_seconds=seconds["duration_seconds"],
-        queue_seconds=seconds["queue_seconds"],
-    )
-
-
 @dataclass
 class _Job:
     job_id: str
     idempotency_key: str
     submission: Submission
     created_at: float
-    started_at: float
+    # None: cancelled before it ever started.
+    started_at: float | None
+    # When it ends: the scheduled end, or when its cancel takes effect if that comes first.
     finished_at: float
     submissions: int = 1
+    # The first cancel request, how many came, and whether the cancel is what ends the job.
+    cancel_requested_at: float | None = None
+    cancel_requests: int = 0
+    cancel_effective: bool = False
     # Set exactly once, under `lock`, when the finishing side effects have run.
     final_status: str | None = None
     final_error: str | None = None
@@ -176,11 +83,13 @@ class JobStore:
         clock: Clock,
         queue_seconds: float,
         run_seconds: float,
+        cancel_seconds: float = 2.0,
         job_log_path: Path | None = None,
     ):
         self._clock = clock
         self._queue_seconds = queue_seconds
         self._run_seconds = run_seconds
+        self._cancel_seconds = cancel_seconds
         self._job_log_path = job_log_path
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
@@ -224,6 +133,47 @@ class JobStore:
         if job is None:
             return None
         return self._public_view(job, self._clock())
+
+    def cancel(self, job_id: str) -> tuple[dict[str, Any], bool] | None:
+        """Ask a job to stop: (its view, whether it had already ended), None for no such job.
+
+        The first request while the job runs makes it end CANCELLED its cancel delay later,
+        unless it ends before that, keeping its real outcome; later requests change nothing.
+        """
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        now = self._clock()
+        with job.lock:
+            ended = job.final_status is not None or now >= job.finished_at
+            job.cancel_requests += 1
+            first = job.cancel_requested_at is None
+            if first:
+                job.cancel_requested_at = now
+                if not ended:
+                    self._schedule_cancel(job, now)
+        if first:
+            if ended:
+                said = "it had already ended"
+            elif job.cancel_effective:
+                said = f"it ends CANCELLED at {iso(job.finished_at)}"
+            else:
+                said = f"too late, it ends with its own outcome at {iso(job.finished_at)}"
+            log.info("cancel of job %s requested: %s", job.job_id, said)
+        # After the job's lock is released: the view may settle the job, which takes it.
+        return self._public_view(job, now), ended
+
+    def _schedule_cancel(self, job: _Job, now: float) -> None:
+        # Called with job.lock held, once, while the job has not ended.
+        seconds = job.submission.simulation.cancel_seconds
+        takes_effect = now + (self._cancel_seconds if seconds is None else seconds)
+        if takes_effect >= job.finished_at:
+            return  # the job ends first, with its real outcome
+        job.cancel_effective = True
+        job.finished_at = takes_effect
+        if job.started_at is not None and takes_effect < job.started_at:
+            job.started_at = None
 
     def subject(self, job_id: str) -> tuple[str, str] | None:
         """(idempotency key, input path prefix) of a job, or None if there is no such job."""
@@ -297,12 +247,12 @@ class JobStore:
             log.error("could not append job %s to %s: %s", job.job_id, self._job_log_path, exc)
 
     def _status(self, job: _Job, now: float) -> tuple[str, str | None]:
-        if now < job.started_at:
+        if job.final_status is not None or now >= job.finished_at:
+            self._settle(job)
+            return job.final_status or FAILED, job.final_error
+        if job.started_at is None or now < job.started_at:
             return QUEUED, None
-        if now < job.finished_at:
-            return RUNNING, None
-        self._settle(job)
-        return job.final_status or FAILED, job.final_error
+        return RUNNING, None
 
     def _settle(self, job: _Job) -> bool:
         # The per-job lock makes the file processing happen once even when a read, a list
@@ -312,10 +262,14 @@ class JobStore:
                 return False
             sim = job.submission.simulation
             status, message = sim.outcome, sim.error_message
+            if job.cancel_effective:
+                status, message = CANCELLED, None
             if status == FAILED and not message:
                 message = DEFAULT_FAILURE_MESSAGE
             summary = "no processing for a simulated " + status
-            if status == SUCCEEDED:
+            if job.cancel_effective:
+                summary = "cancelled on request, no processing"
+            elif status == SUCCEEDED:
                 try:
                     summary = processing.process(
                         job.submission.input_path_prefix,
@@ -348,7 +302,25 @@ class JobStore:
             parameters=job.submission.parameters,
             submissions=job.submissions,
         )
+        if job.cancel_requested_at is not None:
+            view["cancel"] = _cancel_fields(job, now)
         return view
+
+
+def _cancel_fields(job: _Job, now: float) -> dict[str, Any]:
+    """When a cancel was requested, how often, and whether and when it took effect."""
+    if job.cancel_effective:
+        state = "took_effect" if now >= job.finished_at else "pending"
+    else:
+        state = "too_late" if now >= job.finished_at or job.final_status else "pending"
+    fields: dict[str, Any] = {
+        "requested_at": iso(job.cancel_requested_at or 0.0),
+        "requests": job.cancel_requests,
+        "state": state,
+    }
+    if job.cancel_effective:
+        fields["effective_at"] = iso(job.finished_at)
+    return fields
 
 
 def _public_fields(job: _Job, status: str, message: str | None) -> dict[str, Any]:
@@ -358,7 +330,7 @@ def _public_fields(job: _Job, status: str, message: str | None) -> dict[str, Any
         "pipeline_run_id": job.submission.pipeline_run_id,
         "created_at": iso(job.created_at),
     }
-    if status != QUEUED:
+    if status != QUEUED and job.started_at is not None:
         view["started_at"] = iso(job.started_at)
     if status in OUTCOMES:
         # The scheduled end, not the time somebody happened to look.

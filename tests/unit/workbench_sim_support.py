@@ -65,6 +65,11 @@ class Sim:
         assert response.status_code == 200, response.get_json()
         return response.get_json()
 
+    def cancel(self, job_id: str, *, headers: dict | None = None):
+        return self.client.post(
+            f"/jobs/{job_id}/cancel", headers=AUTH if headers is None else headers
+        )
+
     def jobs(self, run_id: str | None = None) -> list[dict]:
         query = {"pipeline_run_id": run_id} if run_id else {}
         return self.client.get("/_sim/jobs", query_string=query).get_json()["items"]
