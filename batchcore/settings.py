@@ -39,14 +39,45 @@ def _database_url(name: str, value: str) -> str:
     return value
 
 
-def _tokens(name: str, value: str) -> tuple[str, ...]:
-    tokens = tuple(t.strip() for t in value.split(",") if t.strip())
-    if not tokens:
+# A token's name (GATEWAY_API_TOKENS entries are name:token): a run's submitted_by.
+TOKEN_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+DEFAULT_TOKEN_NAME = "default"
+
+
+class NamedToken(str):
+    """A bearer token (the string itself) carrying the name of the client it belongs to."""
+
+    name: str
+
+    def __new__(cls, token: str, name: str = DEFAULT_TOKEN_NAME) -> NamedToken:
+        made = super().__new__(cls, token)
+        made.name = name
+        return made
+
+
+def _tokens(name: str, value: str) -> tuple[NamedToken, ...]:
+    entries = [e.strip() for e in value.split(",") if e.strip()]
+    if not entries:
         raise SettingsError(f"{name} must list at least one token (comma-separated)")
-    short = [i for i, t in enumerate(tokens, 1) if len(t) < 16]
-    if short:
-        raise SettingsError(f"{name}: token #{short[0]} is shorter than 16 characters")
-    return tokens
+    tokens: list[NamedToken] = []
+    for i, entry in enumerate(entries, 1):
+        # Messages name the entry by position only: a token is a secret.
+        label, colon, secret = entry.partition(":")
+        if not colon:
+            label, secret = DEFAULT_TOKEN_NAME, entry
+        if not TOKEN_NAME.fullmatch(label):
+            raise SettingsError(
+                f"{name}: entry #{i} must be name:token or a bare token, the name matching "
+                f"{TOKEN_NAME.pattern}"
+            )
+        if ":" in secret:
+            raise SettingsError(f"{name}: token #{i} holds a ':' (an entry is name:token)")
+        if len(secret) < 16:
+            raise SettingsError(f"{name}: token #{i} is shorter than 16 characters")
+        if secret in tokens:
+            raise SettingsError(f"{name}: token #{i} repeats an earlier token")
+        tokens.append(NamedToken(secret, label))
+    return tuple(tokens)
 
 
 def _token(name: str, value: str) -> str:
@@ -153,7 +184,8 @@ VARIABLES: tuple[Var, ...] = (
         "gateway_api_tokens",
         _tokens,
         None,
-        "Comma-separated bearer tokens the gateway accepts (several for rotation)",
+        "Comma-separated bearer tokens the gateway accepts, each name:token or a bare token "
+        "(named default); several may share a name (rotation)",
         secret=True,
         empty=(),
     ),

@@ -5,11 +5,29 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 
-from flask import Flask, request
+from flask import Flask, g, request
+
+from batchcore.settings import DEFAULT_TOKEN_NAME
 
 from .errors import error_response
 
 PROTECTED_PREFIX = "/api/"
+
+
+def token_name(given: str, tokens: Iterable[tuple[bytes, str]]) -> str | None:
+    """The name of the token `given` equals, else None; every token is compared, so the time
+    taken does not tell which one (or whether one) matched."""
+    candidate = given.encode("latin-1", errors="replace")
+    found = None
+    for token, name in tokens:
+        if hmac.compare_digest(candidate, token):
+            found = name
+    return found
+
+
+def current_token_name() -> str:
+    """The name of the token the current request authenticated with (default outside /api/)."""
+    return g.get("token_name") or DEFAULT_TOKEN_NAME
 
 
 def token_matches(given: str, tokens: Iterable[bytes]) -> bool:
@@ -37,15 +55,20 @@ def bearer_token(header: str | None) -> str | None:
 
 
 def register(app: Flask, tokens: Iterable[str]) -> None:
-    """Require a valid bearer token on /api/ before any view (or body read) runs."""
-    encoded = tuple(token.encode("utf-8") for token in tokens)
+    """Require a valid bearer token on /api/ before any view (or body read) runs; the
+    token's name goes to `g.token_name` (a bare str token is named default)."""
+    named = tuple(
+        (token.encode("utf-8"), getattr(token, "name", DEFAULT_TOKEN_NAME)) for token in tokens
+    )
 
     @app.before_request
     def require_bearer_token():
         if not request.path.startswith(PROTECTED_PREFIX):
             return None
         given = bearer_token(request.headers.get("Authorization"))
-        if given is not None and token_matches(given, encoded):
+        name = token_name(given, named) if given is not None else None
+        if name is not None:
+            g.token_name = name
             return None
         response, status = error_response(
             401,

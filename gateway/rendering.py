@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from batchcore.runs.model import HISTORY_FIELDS, PUBLIC_FIELDS
+from batchcore.settings import DEFAULT_TOKEN_NAME
 
 PIPELINE_FIELDS = (
     "name",
@@ -21,6 +22,9 @@ def render_run(run: dict, history: list[dict] | None = None) -> dict:
     rendered = {name: _json_value(run.get(name)) for name in PUBLIC_FIELDS}
     rendered["id"] = str(run["id"])
     rendered["poll_failures"] = run.get("poll_failures") or 0
+    # A snapshot taken before runs had a submitter (a queued notification's) was a bare
+    # token's run, and a bare token is named default.
+    rendered["submitted_by"] = run.get("submitted_by") or DEFAULT_TOKEN_NAME
     if history is not None:
         rendered["history"] = [
             {name: _json_value(event.get(name)) for name in HISTORY_FIELDS} for event in history

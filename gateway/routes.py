@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import inputs, metrics, openapi, services, validation
+from .auth import current_token_name
 from .errors import error_response
 from .rendering import render_pipeline, render_run
 from .submission import run_url
@@ -30,6 +31,7 @@ def create_run():
             asked.run_request,
             asked.idempotency_key,
             asked.wait_seconds,
+            submitted_by=current_token_name(),
             waiting_room=gateway.waiting_room,
         )
     except Exception as exc:

@@ -22,6 +22,7 @@ from batchcore.errors import ConductorUnavailable, DatabaseUnavailable, NotFound
 from batchcore.runs import lifecycle, workflow
 from batchcore.runs.model import REQUEST_FIELDS, NewRun, Run, Transition
 from batchcore.runs.store import RunStore
+from batchcore.settings import DEFAULT_TOKEN_NAME
 
 from .validation import RunRequest
 
@@ -92,6 +93,7 @@ def submit_run(
     idempotency_key: str | None = None,
     wait_seconds: float = 0.0,
     *,
+    submitted_by: str = DEFAULT_TOKEN_NAME,
     waiting_room: WaitingRoom | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -99,13 +101,15 @@ def submit_run(
     """Store a PENDING run, start its workflow, and optionally wait until it leaves PENDING.
 
     An idempotent replay (same key, same request) returns the stored run with
-    created=False and starts nothing. When Conductor cannot start the workflow the run
-    is stored FAILED with the reason and RunNotStarted names it.
+    created=False and starts nothing; keys are scoped to `submitted_by` (the token's name,
+    also the actor of the events this request causes). When Conductor cannot start the
+    workflow the run is stored FAILED with the reason and RunNotStarted names it.
     """
     store = RunStore(db)
     new = NewRun(
         **{name: getattr(request, name) for name in REQUEST_FIELDS},
         idempotency_key=idempotency_key,
+        submitted_by=submitted_by,
     )
     pipeline, run, created = store.create_run(new, admit=lambda found: _admit(found, request))
     if created:
@@ -174,7 +178,7 @@ def _start_workflow(store: RunStore, conductor, pipeline: dict, run: Run) -> Run
             conductor, run, pipeline["workflow_name"], pipeline["workflow_version"]
         )
     except ConductorUnavailable as exc:
-        _record_start_failure(store, conductor, pipeline, run.id, exc)
+        _record_start_failure(store, conductor, pipeline, run, exc)
         return run
     try:
         store.set_workflow_id(run.id, workflow_id)
@@ -203,13 +207,14 @@ def start_failure_reason(exc: ConductorUnavailable) -> tuple[str, dict]:
 
 
 def _record_start_failure(
-    store: RunStore, conductor, pipeline: dict, run_id: uuid.UUID, exc: ConductorUnavailable
+    store: RunStore, conductor, pipeline: dict, run: Run, exc: ConductorUnavailable
 ) -> None:
     """Store the run FAILED with the reason, then raise RunNotStarted naming it.
 
     Returns normally only when the run has already moved on (a start that timed out
     but did happen): then the workflow is running and the caller answers as usual.
     """
+    run_id = run.id
     reason, error_details = start_failure_reason(exc)
     upstream = exc.error_details() if isinstance(exc, WorkflowNotStarted) else exc.details
     log.warning("run %s: workflow not started: %s (%s)", run_id, exc.message, upstream)
@@ -227,6 +232,7 @@ def _record_start_failure(
                 details=error_details,
                 error_message=error_message,
                 error_details=error_details,
+                actor=run.submitted_by,
             ),
         )
     except _DATABASE_DOWN as db_exc:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from standardwebhooks.webhooks import Webhook
 
 from batchcore.runs.model import PUBLIC_FIELDS
+from batchcore.settings import DEFAULT_TOKEN_NAME
 
 EVENT_TYPE = "pipeline_run.status_changed"
 _TIMESTAMP_FIELDS = frozenset(
@@ -29,6 +30,8 @@ def run_json(snapshot: dict) -> dict:
             value = iso_utc(datetime.fromisoformat(value))
         run[name] = value
     run["poll_failures"] = run["poll_failures"] or 0
+    # A snapshot from before runs had a submitter was a bare token's run: named default.
+    run["submitted_by"] = run["submitted_by"] or DEFAULT_TOKEN_NAME
     return run
 
 

@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from batchcore.settings import DEFAULT_TOKEN_NAME
+
 from . import lifecycle
 
 # The run's public JSON field names, in the order the API renders them.
@@ -35,9 +37,12 @@ PUBLIC_FIELDS = (
     "last_polled_at",
     # Where the run's status changes are sent (issue 15), or null.
     "notify_url",
+    # The name of the API token that created the run (issue 13).
+    "submitted_by",
 )
 # An audit event's public JSON field names.
-HISTORY_FIELDS = ("status", "previous_status", "at", "source", "message", "details")
+# actor: who caused the event (the token's name for API actions, else the component's).
+HISTORY_FIELDS = ("status", "previous_status", "at", "source", "message", "details", "actor")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class NewRun:
     idempotency_key: str | None = None
     # Last, so positional callers are unchanged and it is the last request field.
     notify_url: str | None = None
+    # Who asks (the token's name), not what: it scopes the key and is no request field.
+    submitted_by: str = DEFAULT_TOKEN_NAME
 
     def request(self) -> dict:
         """The request's fields (everything but the idempotency key), in declaration order."""
@@ -68,7 +75,9 @@ class NewRun:
 
 
 # What a client asks for: the fields of a run request, in the fingerprint's order.
-REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(NewRun) if f.name != "idempotency_key")
+REQUEST_FIELDS = tuple(
+    f.name for f in dataclasses.fields(NewRun) if f.name not in ("idempotency_key", "submitted_by")
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,7 @@ class Run:
     workflow_synced_at: datetime | None = None
     workflow_checked_at: datetime | None = None
     notify_url: str | None = None
+    submitted_by: str | None = None
     # The pipeline's Conductor workflow, when the query joined the catalog.
     workflow_name: str | None = None
     workflow_version: int | None = None
@@ -144,6 +154,8 @@ class Transition:
     error_details: dict | list | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    # The token's name when a request caused the change; None: the source acted by itself.
+    actor: str | None = None
 
 
 @dataclass

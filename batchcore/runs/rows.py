@@ -44,6 +44,7 @@ def create_run(cur, new: NewRun) -> tuple[dict, bool]:
             {
                 **request,
                 "id": run_id,
+                "submitted_by": new.submitted_by,
                 "idempotency_key": new.idempotency_key,
                 "request_fingerprint": fingerprint,
             },
@@ -51,7 +52,10 @@ def create_run(cur, new: NewRun) -> tuple[dict, bool]:
         row = cur.fetchone()
         if row is not None:
             break
-        cur.execute(Q["lock_run_by_idempotency_key"], {"idempotency_key": new.idempotency_key})
+        cur.execute(
+            Q["lock_run_by_idempotency_key"],
+            {"submitted_by": new.submitted_by, "idempotency_key": new.idempotency_key},
+        )
         existing = cur.fetchone()
         if existing is None:
             continue
@@ -84,8 +88,18 @@ def create_run(cur, new: NewRun) -> tuple[dict, bool]:
             "gateway",
             f"Replaced by run {run_id}, a retry with the same Idempotency-Key",
             {"idempotency_key": new.idempotency_key, "replaced_by": str(run_id)},
+            actor=new.submitted_by,
         )
-    _event(cur, run_id, None, lifecycle.PENDING, "gateway", "Run accepted", details)
+    _event(
+        cur,
+        run_id,
+        None,
+        lifecycle.PENDING,
+        "gateway",
+        "Run accepted",
+        details,
+        actor=new.submitted_by,
+    )
     return row, True
 
 
@@ -148,17 +162,25 @@ def transition(cur, run_id: str | uuid.UUID, t: Transition) -> tuple[dict, bool]
         },
     )
     updated = cur.fetchone()
-    _event(cur, parsed, current, t.status, t.source, t.message, t.details)
+    _event(cur, parsed, current, t.status, t.source, t.message, t.details, actor=t.actor)
     return updated, True
 
 
 def _event(
-    cur, run_id, previous: str | None, status: str, source: str, message: str, details: dict
+    cur,
+    run_id,
+    previous: str | None,
+    status: str,
+    source: str,
+    message: str,
+    details: dict,
+    actor: str | None = None,
 ) -> None:
     cur.execute(
         Q["insert_event"],
         {
             "run_id": run_id,
+            "actor": actor,
             "previous_status": previous,
             "status": status,
             "source": source,

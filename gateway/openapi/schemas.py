@@ -122,6 +122,12 @@ _RUN_FIELD_SCHEMAS = {
     "notify_url": _nullable(
         {"type": "string", "format": "uri", "description": "Where status changes are sent"}
     ),
+    "submitted_by": {
+        "type": "string",
+        "description": "The name of the API token that created the run (GATEWAY_API_TOKENS"
+        " entries are name:token; a bare token is named default)",
+        "example": "default",
+    },
 }
 # In the order the API renders them; a public field without a schema fails at import.
 _RUN_PROPERTIES = {name: _RUN_FIELD_SCHEMAS[name] for name in PUBLIC_FIELDS}
@@ -180,6 +186,11 @@ SCHEMAS = {
             },
             "message": {"type": "string"},
             "details": {"type": "object", "additionalProperties": True},
+            "actor": {
+                "type": "string",
+                "description": "Who caused the event: the token's name for an API request,"
+                " else the component's (submit, persist, poller, reconciler, …)",
+            },
         },
     },
     "RunSummary": {

@@ -8,14 +8,18 @@ FROM pipelines ORDER BY name
 
 -- name: insert_run
 INSERT INTO pipeline_runs (id, pipeline, mode, status, input_path_prefix, output_path_prefix,
-                           parameters, notify_url, idempotency_key, request_fingerprint)
+                           parameters, notify_url, submitted_by, idempotency_key,
+                           request_fingerprint)
 VALUES (%(id)s, %(pipeline)s, %(mode)s, 'PENDING', %(input_path_prefix)s, %(output_path_prefix)s,
-        %(parameters)s, %(notify_url)s, %(idempotency_key)s, %(request_fingerprint)s)
-ON CONFLICT (idempotency_key) DO NOTHING
+        %(parameters)s, %(notify_url)s, %(submitted_by)s, %(idempotency_key)s,
+        %(request_fingerprint)s)
+ON CONFLICT (submitted_by, idempotency_key) DO NOTHING
 RETURNING *
 
 -- name: lock_run_by_idempotency_key
-SELECT * FROM pipeline_runs WHERE idempotency_key = %(idempotency_key)s FOR UPDATE
+-- Keys are scoped to the client that submitted them (migration 0010).
+SELECT * FROM pipeline_runs
+WHERE submitted_by = %(submitted_by)s AND idempotency_key = %(idempotency_key)s FOR UPDATE
 
 -- name: release_idempotency_key
 -- Only a run that failed before its workflow started gives its key up (migration 0006).
@@ -34,12 +38,14 @@ SELECT * FROM pipeline_runs WHERE id = %(id)s FOR UPDATE
 SELECT status FROM pipeline_runs WHERE id = %(id)s
 
 -- name: get_history
-SELECT status, previous_status, at, source, message, details
+SELECT status, previous_status, at, source, actor, message, details
 FROM pipeline_run_events WHERE run_id = %(id)s ORDER BY id
 
 -- name: insert_event
-INSERT INTO pipeline_run_events (run_id, source, previous_status, status, message, details)
-VALUES (%(run_id)s, %(source)s, %(previous_status)s, %(status)s, %(message)s, %(details)s)
+-- A NULL actor is the source's own (migration 0010's trigger).
+INSERT INTO pipeline_run_events (run_id, source, actor, previous_status, status, message, details)
+VALUES (%(run_id)s, %(source)s, %(actor)s, %(previous_status)s, %(status)s, %(message)s,
+        %(details)s)
 
 -- name: set_workflow_id
 UPDATE pipeline_runs SET conductor_workflow_id = %(workflow_id)s

@@ -77,12 +77,16 @@ def test_req_openapi_run_json_has_exactly_the_contract_fields():
         "error_details", "created_at", "updated_at", "submitted_at", "started_at",
         "completed_at", "history",
     )  # fmt: skip
+    # From the second stage on (those built so far).
+    second_stage = ("submitted_by", "notify_url")
+    history_contract = ("status", "previous_status", "at", "source", "message", "details", "actor")
     run = doc["components"]["schemas"]["Run"]
     assert set(contract) <= set(run["properties"])
+    assert set(second_stage) <= set(run["properties"])
     assert PUBLIC_FIELDS[: len(contract) - 1] == contract[:-1]
     assert set(run["properties"]) == {*PUBLIC_FIELDS, "history"}
     history = doc["components"]["schemas"]["HistoryItem"]["properties"]
-    assert list(history) == list(HISTORY_FIELDS)
+    assert list(history) == list(HISTORY_FIELDS) == list(history_contract)
 
 
 LOCAL = timezone(timedelta(hours=2))
@@ -107,6 +111,7 @@ RUN_ROW = {
     "poll_failures": 0,
     "last_poll_error": None,
     "last_polled_at": None,
+    "submitted_by": "default",
     "idempotency_key": "not shown",
     "request_fingerprint": "not shown",
 }
@@ -117,6 +122,7 @@ EVENT = {
     "source": "gateway",
     "message": "Run accepted",
     "details": {},
+    "actor": "default",
 }
 PIPELINE_ROW = {
     "name": "demo-batch",
