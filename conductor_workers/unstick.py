@@ -151,6 +151,8 @@ def finish_ended(
     synced only once its workflow has left RUNNING."""
     progress_cfg: ProgressConfig = cfg.progress
     wf_id = run.conductor_workflow_id
+    if not wf_id:
+        return _end_unrecorded(store, conductor, run)
     found = _workflow_or_none(conductor, wf_id)
     done: list[str] = []
     verdict = progress.MOVING
@@ -189,6 +191,30 @@ def finish_ended(
             _note_finish(locked, wf_id, done, found["status"], verdict)
             return "synced"
         return "already_synced"
+
+
+def _end_unrecorded(store: RunStore, conductor: ConductorClient, run: Run) -> str:
+    """Terminate any live workflow of an ended run that never recorded one: its start failed
+    at the gateway, yet Conductor may have started it (and, never decided, it runs for ever)."""
+    live = conductor.correlated(run.workflow_name, str(run.id))
+    with store.locked_for_repair(run.id, run.status) as locked:
+        if locked is None:
+            return "moved_on"
+        reason = f"run {run.id} ended {run.status} before this workflow was recorded"
+        for found in live:
+            conductor.terminate(found["workflowId"], reason)
+        locked.mark_synced()
+        if not live:
+            return "already_synced"
+        ids = [found["workflowId"] for found in live]
+        locked.note(
+            "terminated",
+            f"The run ended {run.status} without a workflow, yet Conductor ran "
+            f"{', '.join(ids)}: terminated",
+            {"workflow_ids": ids},
+        )
+        log.warning("reconciler terminated unrecorded workflows %s of run %s", ids, run.id)
+        return "terminated_unrecorded"
 
 
 def _note_finish(

@@ -66,11 +66,12 @@ WHERE run_id = %(id)s AND source = 'reconciler' AND details ->> 'action' = %(act
 -- name: ended_runs_to_finish
 -- Ended runs whose workflow was not seen leaving RUNNING (the poller's sync marks that) well
 -- after they ended; each looked at no more often than `every` so none holds up the others.
+-- A run without a workflow id is one whose start failed at the gateway: Conductor may have
+-- started it all the same, found by correlation id.
 SELECT r.id, r.status, r.conductor_workflow_id, r.workbench_job_id, r.error_message,
        r.input_path_prefix, r.output_path_prefix, p.workflow_name, p.workflow_version
 FROM pipeline_runs r JOIN pipelines p ON p.name = r.pipeline
 WHERE r.status = ANY(%(terminal)s::text[]) AND r.workflow_synced_at IS NULL
-  AND r.conductor_workflow_id IS NOT NULL
   AND r.completed_at < now() - %(older_than)s * interval '1 second'
   AND (r.workflow_checked_at IS NULL
        OR r.workflow_checked_at < now() - %(every)s * interval '1 second')

@@ -355,3 +355,25 @@ def test_issue_11_runs_marked_synced_while_their_workflow_ran_are_finished_after
     assert polling.sync_workflows(store, conductor, polling.executor(2), limit=10) == 1
     assert conductor.get_workflow(wf_id)["status"] == "COMPLETED"
     assert fetch_run(database, run_id)["workflow_synced_at"] is not None
+
+
+def test_issue_11_a_workflow_started_for_a_run_the_gateway_failed_is_terminated(
+    database, conductor, private_run_workflow
+):
+    flow, runs = private_run_workflow()
+    run = make_run(database)
+    runs.append(str(run["id"]))
+    # The start answered an error (the run stored FAILED, no workflow id), yet it started.
+    orphan = workflow.start_run_workflow(conductor, _run(database, run), flow.name, 1)
+    RunStore(database).transition(
+        run["id"],
+        Transition(lifecycle.FAILED, "gateway", "no start", error_message="no start"),
+    )
+    assert reconcile.reconcile(RunStore(database), conductor, config(finish_after=0)) == {
+        "terminated_unrecorded": 1
+    }
+    ended = conductor.get_workflow(orphan, include_tasks=False)
+    assert ended["status"] == "TERMINATED"
+    assert f"run {run['id']} ended FAILED" in ended["reasonForIncompletion"]
+    assert reconciler_actions(database, run["id"]) == ["terminated"]
+    assert reconcile.reconcile(RunStore(database), conductor, config(finish_after=0)) == {}

@@ -297,7 +297,6 @@ class FakeStore:
             for r in self.rows.values()
             if r["status"] in lifecycle.TERMINAL
             and r["workflow_synced_at"] is None
-            and r["conductor_workflow_id"]
             and r["completed_at"] < now - timedelta(seconds=older_than_seconds)
             and (
                 r["workflow_checked_at"] is None

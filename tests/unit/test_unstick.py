@@ -236,3 +236,25 @@ def test_a_young_ended_run_is_left_to_the_poller(store, conductor, clock):
     run = store.add_run("COMPLETED", workbench_job_id="wb-1")
     store.row(run.id)["conductor_workflow_id"] = conductor.add(workflow.BATCH_WORKFLOW, "x")
     assert reconcile.reconcile(store, conductor, CFG) == {}
+
+
+def test_a_workflow_started_for_a_run_the_gateway_failed_is_terminated(store, conductor, clock):
+    run = store.add_run("FAILED")  # the start answered an error, yet Conductor started it
+    orphan = conductor.add(workflow.BATCH_WORKFLOW, str(run.id), tasks=[])
+    clock.advance(CFG.progress.finish_after_seconds + 1)
+    assert reconcile.reconcile(store, conductor, CFG) == {"terminated_unrecorded": 1}
+    assert conductor.workflows[orphan]["status"] == "TERMINATED"
+    (event,) = reconciler_events(store, run)
+    assert (event["details"]["action"], event["details"]["workflow_ids"]) == (
+        "terminated",
+        [orphan],
+    )
+    assert reconcile.reconcile(store, conductor, CFG) == {}, "looked at once"
+
+
+def test_a_run_the_gateway_failed_without_a_workflow_is_looked_at_once(store, conductor, clock):
+    run = store.add_run("FAILED")
+    clock.advance(CFG.progress.finish_after_seconds + 1)
+    assert reconcile.reconcile(store, conductor, CFG) == {"already_synced": 1}
+    assert reconcile.reconcile(store, conductor, CFG) == {}
+    assert reconciler_events(store, run) == []
