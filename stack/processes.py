@@ -70,7 +70,8 @@ def build(sec: dict[str, str], ep: dict[str, str]) -> list[Process]:
         "CONDUCTOR_SERVER_URL": ep["CONDUCTOR_SERVER_URL"],
         "WORKBENCH_API_URL": ep["WORKBENCH_API_URL"],
         "WORKBENCH_API_TOKEN": sec["WORKBENCH_API_TOKEN"],
-        "GATEWAY_API_TOKENS": sec["GATEWAY_API_TOKEN"],
+        # Named dev; GATEWAY_API_TOKEN in stack.env stays the bare token clients send.
+        "GATEWAY_API_TOKENS": f"dev:{sec['GATEWAY_API_TOKEN']}",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         "POLL_INTERVAL_SECONDS": os.environ.get("POLL_INTERVAL_SECONDS", "2"),
         "PYTHONUNBUFFERED": "1",
