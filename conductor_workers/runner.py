@@ -54,7 +54,7 @@ def run(role: str) -> int:
     from batchcore.db import Database
     from batchcore.runs.store import RunStore
 
-    from . import health, supervision
+    from . import health, notifying, supervision
 
     handler = TaskHandler(
         configuration=Configuration(),
@@ -103,6 +103,8 @@ def run(role: str) -> int:
         keeper = supervision.keep_poller_loop_running(
             conductor, RunStore(db), cfg.poll_interval_seconds, stop
         )
+        # The batch_notifier loop beside it: webhook deliveries never hold up a sweep.
+        notifying.keep_notifier_loop_running(conductor, db, stop)
     stop.wait()
     if queue_watch is not None:
         queue_watch.stop()

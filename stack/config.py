@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from dataclasses import dataclass
@@ -43,7 +44,10 @@ SECRET_NAMES = (
     "GATEWAY_API_TOKEN",
     "WORKBENCH_API_TOKEN",
     "CONDUCTOR_MONITOR_DB_PASSWORD",
+    "WEBHOOK_SECRET",
 )
+# Notifications may reach receivers on this machine (tests, demos); nothing else local.
+WEBHOOK_ALLOWED_HOSTS = "127.0.0.1,localhost"
 
 
 def load_secrets() -> dict[str, str]:
@@ -59,6 +63,8 @@ def load_secrets() -> dict[str, str]:
         for name in missing:
             prefix = "dev-" if name.endswith("TOKEN") else ""
             found[name] = prefix + secrets.token_urlsafe(24)
+            if name == "WEBHOOK_SECRET":  # Standard Webhooks: whsec_ and base64
+                found[name] = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         STACK_DIR.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{k}={v}\n" for k, v in found.items()))
         path.chmod(0o600)
@@ -86,6 +92,9 @@ def endpoints(sec: dict[str, str]) -> dict[str, str]:
         "CONDUCTOR_OWNER_DATABASE_URL": (
             f"postgresql://conductor:{sec['CONDUCTOR_DB_PASSWORD']}@{pg}/conductor"
         ),
+        # What a local receiver needs to verify the stack's notifications.
+        "WEBHOOK_SECRET": sec["WEBHOOK_SECRET"],
+        "WEBHOOK_ALLOWED_HOSTS": WEBHOOK_ALLOWED_HOSTS,
         "STACK_DIR": str(STACK_DIR),
     }
 

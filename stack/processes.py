@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import requests
 
 from . import conductor, conductor_watch, postgres
-from .config import PORTS, ROOT, STACK_DIR, VENV_BIN
+from .config import PORTS, ROOT, STACK_DIR, VENV_BIN, WEBHOOK_ALLOWED_HOSTS
 
 
 @dataclass
@@ -74,6 +74,8 @@ def build(sec: dict[str, str], ep: dict[str, str]) -> list[Process]:
         "GATEWAY_API_TOKENS": f"dev:{sec['GATEWAY_API_TOKEN']}",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         "POLL_INTERVAL_SECONDS": os.environ.get("POLL_INTERVAL_SECONDS", "2"),
+        "WEBHOOK_SECRET": sec["WEBHOOK_SECRET"],
+        "WEBHOOK_ALLOWED_HOSTS": WEBHOOK_ALLOWED_HOSTS,
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -45,3 +45,7 @@ def poll_status() -> dict:
     if repaired is not None:
         summary["reconciled"] = repaired
     return summary
+
+
+# The poller service also runs the batch_notifier loop's task (conductor_workers.notifying).
+from . import notify  # noqa: E402, F401

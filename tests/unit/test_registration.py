@@ -115,12 +115,14 @@ def test_dry_run_shows_each_change_and_writes_nothing(requests_mock, defs, capsy
     code, lines, err = _run(capsys, "--dry-run", "--definitions", str(defs))
     assert code == 0, err
     assert lines == [
+        "register: task deliver_notifications: unchanged",
         "register: task persist_run: would be created",
         "register: task poll_status: unchanged",
         "register: task submit_to_workbench: would be updated (retryCount)",
+        "register: workflow batch_notifier v1: unchanged",
         "register: workflow batch_pipeline_run v1: unchanged",
         "register: workflow batch_status_poller v1: unchanged",
-        f"register: dry run, nothing written to {BASE}: 1 to create, 1 to update, 3 unchanged",
+        f"register: dry run, nothing written to {BASE}: 1 to create, 1 to update, 5 unchanged",
     ]
     assert _writes(requests_mock) == []
 
@@ -142,7 +144,7 @@ def test_registering_writes_only_what_differs_and_reports_it(requests_mock, defs
     assert posted[0]["name"] == "persist_run"
     assert put[0]["description"] == "changed"
     assert "register: workflow batch_pipeline_run v1: updated (description)" in lines
-    assert lines[-1] == f"register: 1 created, 1 updated, 3 unchanged at {BASE}"
+    assert lines[-1] == f"register: 1 created, 1 updated, 5 unchanged at {BASE}"
 
 
 def test_a_rejected_definition_names_it_and_the_servers_reason(requests_mock, defs, capsys):
@@ -263,7 +265,7 @@ def test_a_loop_that_cannot_be_checked_fails_only_when_replacing_was_asked(
     code, lines, err = _run(capsys, "--definitions", str(defs))
     assert code == 0
     assert "could not check the batch_status_poller loop" in err and "boom" in err
-    assert lines[-1].endswith("5 unchanged at " + BASE)
+    assert lines[-1].endswith("7 unchanged at " + BASE)
     code, _, err = _run(capsys, "--definitions", str(defs), "--replace-poller-loop")
     assert code == 1
     assert "boom" in err
