@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from . import inputs, metrics, openapi, services, validation
+from . import inputs, metrics, notifications_view, openapi, services, validation
 from .auth import current_token_name
 from .errors import error_response
 from .rendering import render_pipeline, render_run
@@ -60,6 +60,14 @@ def get_run_workflow(run_id: str):
     inputs.reject_query_parameters()
     gateway = _gateway()
     return jsonify(services.get_run_workflow(gateway.database(), gateway.conductor, run_id))
+
+
+@api.get("/pipeline-runs/<run_id>/notifications")
+def list_run_notifications(run_id: str):
+    """The run's status-change notifications, oldest first, with their attempts and state."""
+    inputs.reject_query_parameters()
+    rows = services.list_notifications(_gateway().database(), run_id)
+    return jsonify({"items": [notifications_view.render_notification(row) for row in rows]})
 
 
 @api.get("/pipeline-runs")

@@ -20,6 +20,7 @@ from batchcore.errors import (
     ConductorUnavailable,
     NotFound,
 )
+from batchcore.notifications.store import NotificationStore
 from batchcore.runs.paging import open_cursor, seal_cursor
 from batchcore.runs.store import RunStore
 
@@ -79,6 +80,14 @@ def get_run(db: Database, run_id: str | uuid.UUID) -> RunView:
     except NotFound as exc:
         raise RunNotFound(exc.message) from None
     return RunView(run=run.to_dict(), history=history)
+
+
+def list_notifications(db: Database, run_id: str | uuid.UUID) -> list[dict]:
+    """The run's notifications with their attempts, oldest first; RunNotFound naming the id."""
+    try:
+        return NotificationStore(db).for_run(run_id)
+    except NotFound as exc:
+        raise RunNotFound(exc.message) from None
 
 
 def list_runs(db: Database, filters: ListFilters, cursor_key: bytes) -> RunPage:

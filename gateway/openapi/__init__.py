@@ -6,8 +6,13 @@ import copy
 
 from batchcore import settings
 
+from . import paths, webhooks
 from .paths import PATHS
-from .schemas import RESPONSES, SCHEMAS, with_schemes
+from .schemas import RESPONSES, SCHEMAS, error, with_schemes
+
+_NOTIFICATIONS_PATH = webhooks.notifications_path(
+    paths._SECURED, paths._API_ERRORS, paths._json, error
+)
 
 _DOCUMENT = {
     "openapi": "3.0.3",
@@ -18,9 +23,11 @@ _DOCUMENT = {
         " Workbench, and follow their status and history. Every error has the shape"
         ' {"error": {"code", "message", "details"}}.',
     },
-    "paths": PATHS,
+    "paths": {**PATHS, "/api/v1/pipeline-runs/{run_id}/notifications": _NOTIFICATIONS_PATH},
+    # OpenAPI 3.1's webhooks: what a run's notify_url receives.
+    "x-webhooks": webhooks.X_WEBHOOKS,
     "components": {
-        "schemas": SCHEMAS,
+        "schemas": {**SCHEMAS, **webhooks.SCHEMAS},
         "responses": RESPONSES,
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
     },

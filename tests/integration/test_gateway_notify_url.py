@@ -70,3 +70,24 @@ def test_an_allowed_host_may_be_loopback_over_http(make_client, database):  # no
     )
     assert answer.status_code == 202
     assert answer.get_json()["notify_url"] == "http://127.0.0.1:9/hook"
+
+
+def test_the_notifications_route_lists_a_runs_notifications_with_their_state(
+    make_client,  # noqa: F811
+    database,
+):
+    client = make_client(conductor=FakeConductor())
+    run = client.post("/api/v1/pipeline-runs", json=body(notify_url=URL), headers=AUTH).get_json()
+    answer = client.get(f"/api/v1/pipeline-runs/{run['id']}/notifications", headers=AUTH)
+    assert answer.status_code == 200
+    (only,) = answer.get_json()["items"]
+    assert only["type"] == "pipeline_run.status_changed"
+    assert (only["previous_status"], only["status"], only["state"]) == (None, "PENDING", "pending")
+    assert only["id"].startswith("msg_") and only["attempts"] == [] and only["attempt_count"] == 0
+    assert only["next_attempt_at"] is not None and only["url"] == URL
+    missing = client.get(
+        "/api/v1/pipeline-runs/7b0c1e8e-8d7b-4a55-9c39-0d6d2f3f1b0a/notifications", headers=AUTH
+    )
+    assert missing.status_code == 404
+    assert missing.get_json()["error"]["code"] == "run_not_found"
+    assert client.get(f"/api/v1/pipeline-runs/{run['id']}/notifications").status_code == 401

@@ -185,6 +185,38 @@ WORKFLOW = {
     ],
 }
 
+# A row of NotificationStore.for_run: a notification retried once, then delivered.
+NOTIFIED = {
+    "webhook_id": "2b1e0f3c-6c3e-4d0f-9a51-6f1c7e9b1d2a",
+    "status": "RUNNING",
+    "previous_status": "SUBMITTED",
+    "occurred_at": datetime(2026, 11, 25, 17, 0, 1, tzinfo=UTC),
+    "url": "https://receiver.example.com/hooks",
+    "state": "delivered",
+    "attempts": 2,
+    "next_attempt_at": datetime(2026, 11, 25, 17, 0, 3, tzinfo=UTC),
+    "finished_at": datetime(2026, 11, 25, 17, 0, 4, tzinfo=UTC),
+    "last_error": None,
+    "attempt_list": [
+        {
+            "attempt": 1,
+            "at": "2026-11-25T18:00:01.5+01:00",
+            "status_code": 500,
+            "duration_ms": 12,
+            "error": "HTTP 500",
+            "response_excerpt": "oops",
+        },
+        {
+            "attempt": 2,
+            "at": "2026-11-25T17:00:04+00:00",
+            "status_code": 204,
+            "duration_ms": 8,
+            "error": None,
+            "response_excerpt": None,
+        },
+    ],
+}
+
 
 def post(body=VALID_BODY, service=None, outcome=None, url="/api/v1/pipeline-runs") -> Scenario:
     kwargs = {"headers": AUTH, "data" if isinstance(body, bytes) else "json": body}
@@ -240,6 +272,18 @@ ANSWERS: dict[tuple[str, str], dict[int, Scenario]] = {
             service="get_run_workflow",
             outcome=ConductorUnavailable("Conductor is down"),
         ),
+    },
+    ("/api/v1/pipeline-runs/{run_id}/notifications", "get"): {
+        200: Scenario(f"{RUN_URL}/notifications", service="list_notifications", outcome=[NOTIFIED]),
+        401: Scenario(f"{RUN_URL}/notifications", NO_TOKEN),
+        404: Scenario(
+            f"{RUN_URL}/notifications",
+            service="list_notifications",
+            outcome=RunNotFound("no run"),
+        ),
+        422: Scenario(f"{RUN_URL}/notifications?foo=bar"),
+        500: Scenario(f"{RUN_URL}/notifications", service="list_notifications", outcome=BROKEN),
+        503: Scenario(f"{RUN_URL}/notifications", service="list_notifications", outcome=DB_DOWN),
     },
     ("/api/v1/pipelines", "get"): {
         200: Scenario("/api/v1/pipelines", service="list_pipelines", outcome=[PIPELINE_ROW]),

@@ -165,3 +165,17 @@ def test_a_simulated_dead_receiver_gets_attempts_spread_over_24_hours_then_given
         now = following
     assert times[-1] - NOW >= timedelta(hours=24)
     assert 20 <= attempts <= 200
+
+
+def test_the_body_sent_is_what_the_openapi_document_describes():
+    from gateway import openapi
+    from tests.gateway_helpers import schema_errors
+
+    doc = openapi.document()
+    hook = doc["x-webhooks"][EVENT_TYPE]["post"]
+    assert {p["name"] for p in hook["parameters"]} == set(signed(b"{}")) - {"content-type"}
+    schema = {"$ref": "#/components/schemas/StatusChangedNotification"}
+    body = json.loads(body_of(run_json(SNAPSHOT), "SUBMITTED", "2026-11-28T10:00:00+00:00"))
+    assert schema_errors(body, schema, doc) == []
+    body["data"]["surprise"] = 1
+    assert schema_errors(body, schema, doc) != []
