@@ -101,7 +101,7 @@ def repair_pending(
                 return "attached"
             return "still_running"
         if ended:
-            job_id = submitted_job_id(ended)
+            job_id = workflow.submitted_job_id(ended)
             reason = ended.get("reasonForIncompletion") or ended["status"]
             if job_id:
                 locked.transition(
@@ -252,19 +252,6 @@ def give_up(store: RunStore, conductor: ConductorClient, run: Run, cfg: Reconcil
         )
         metrics.RUNS_GIVEN_UP.labels(kind=kind).inc()
         return "gave_up"
-
-
-def submitted_job_id(ended: dict) -> str | None:
-    """The Workbench job id the workflow's submit task returned, if it completed."""
-    for task in ended.get("tasks", []):
-        if task.get("referenceTaskName") == workflow.SUBMIT_TASK_REF and task.get("status") in (
-            "COMPLETED",
-            "COMPLETED_WITH_ERRORS",
-        ):
-            job_id = (task.get("outputData") or {}).get("workbench_job_id")
-            if job_id:
-                return job_id
-    return None
 
 
 def _newest_first(workflows: list[dict]) -> list[dict]:

@@ -75,7 +75,8 @@ def check_progress(
     if not verdict.stuck:
         return None
     conductor.decide(wf_id)
-    after = _judge(conductor.get_workflow(wf_id), cfg, clock)
+    stuck_wf = conductor.get_workflow(wf_id)
+    after = _judge(stuck_wf, cfg, clock)
     with store.locked_for_repair(run.id, run.status) as locked:
         if locked is None or locked.run.conductor_workflow_id != wf_id:
             return "moved_on"
@@ -89,21 +90,35 @@ def check_progress(
         log.warning("reconciler re-decided stuck workflow %s of run %s", wf_id, run.id)
         if not after.stuck:
             return "re_decided"
-        return _replace(conductor, locked, run, wf_id, after, cfg)
+        return _replace(conductor, locked, run, stuck_wf, after, cfg)
 
 
 def _replace(
     conductor: ConductorClient,
     locked: Repair,
     run: Run,
-    wf_id: str,
+    stuck_wf: dict,
     verdict: progress.Verdict,
     cfg: ProgressConfig,
 ) -> str:
+    wf_id = stuck_wf["workflowId"]
     replaced = locked.count_actions("replaced")
     if replaced >= cfg.max_replacements:
         if locked.run.status != lifecycle.PENDING:
             return "left_stuck"  # the poller follows the job; its end finishes the workflow
+        job_id = workflow.submitted_job_id(stuck_wf)
+        if job_id:  # the job exists: the run follows it, never failed with a job running
+            conductor.terminate(wf_id, f"stuck ({verdict.reason}); the run follows job {job_id}")
+            locked.transition(
+                Transition(
+                    lifecycle.SUBMITTED,
+                    SOURCE,
+                    "Workbench job found in the run's stuck workflow",
+                    {"workbench_job_id": job_id, "workflow_id": wf_id, **verdict.details()},
+                    workbench_job_id=job_id,
+                )
+            )
+            return "recovered_job"
         reason = (
             f"The run could not be started: its workflow was stuck and replaced {replaced} "
             f"times ({verdict.reason} at {verdict.task_ref})"

@@ -41,3 +41,16 @@ def start_input(run: Run) -> dict:
 def start_run_workflow(conductor: WorkflowStarter, run: Run, name: str, version: int) -> str:
     """Start the pipeline's workflow for `run`, correlated by the run id; return its id."""
     return conductor.start_workflow(name, version, str(run.id), start_input(run))
+
+
+def submitted_job_id(ended: dict) -> str | None:
+    """The Workbench job id the workflow's submit task returned, if it completed."""
+    for task in ended.get("tasks", []):
+        if task.get("referenceTaskName") == SUBMIT_TASK_REF and task.get("status") in (
+            "COMPLETED",
+            "COMPLETED_WITH_ERRORS",
+        ):
+            job_id = (task.get("outputData") or {}).get("workbench_job_id")
+            if job_id:
+                return job_id
+    return None

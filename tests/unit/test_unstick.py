@@ -258,3 +258,17 @@ def test_a_run_the_gateway_failed_without_a_workflow_is_looked_at_once(store, co
     assert reconcile.reconcile(store, conductor, CFG) == {"already_synced": 1}
     assert reconcile.reconcile(store, conductor, CFG) == {}
     assert reconciler_events(store, run) == []
+
+
+def test_past_its_replacements_a_pending_run_whose_job_exists_follows_it(store, conductor, clock):
+    submitted = dict(submit_task("COMPLETED"), outputData={"workbench_job_id": "wb-77"})
+    held = dict(submit_task("IN_PROGRESS"), referenceTaskName="persist_submitted")
+    held.update(taskDefName="persist_run", taskType="persist_run")
+    run, wf = stuck_pending(store, conductor, clock, tasks=[submitted, held])
+    for _ in range(CFG.progress.max_replacements):
+        store._event(run.id, "PENDING", "PENDING", "reconciler", "r", {"action": "replaced"})
+    assert reconcile.reconcile(store, conductor, CFG) == {"recovered_job": 1}
+    row = store.row(run.id)
+    assert (row["status"], row["workbench_job_id"]) == ("SUBMITTED", "wb-77")
+    assert conductor.workflows[wf]["status"] == "TERMINATED"
+    assert conductor.started == []
