@@ -16,6 +16,8 @@ TOTALS = (
     "duplicate_workbench_jobs",
     "workflows_left_running",
     "faults_injected",
+    "notifications_lost",
+    "notifications_out_of_order_runs",
 )
 # Figures that are a worst case, not a count: the rounds' largest is kept, not their sum.
 WORST_CASE = ("slowest_answer_s",)
@@ -92,8 +94,15 @@ def write(figures: dict, path: Path | None = None) -> Path:
 
 
 def verdict_ok(figures: dict) -> bool:
-    """No run lost or duplicated, and no ended run's workflow left running in Conductor."""
+    """No run lost or duplicated, no ended run's workflow left running in Conductor, and no
+    notification lost or delivered out of its run's order."""
     return all(
         figures.get(key, 0) == 0
-        for key in ("runs_lost", "duplicate_workbench_jobs", "workflows_left_running")
+        for key in (
+            "runs_lost",
+            "duplicate_workbench_jobs",
+            "workflows_left_running",
+            "notifications_lost",
+            "notifications_out_of_order_runs",
+        )
     )

@@ -9,6 +9,7 @@ from stack import supervisor
 
 from .harness import Load, Stack, verify
 from .hostile import hostile_workbench
+from .webhooks import webhook_receiver_down
 
 
 def _in_background(load: Load, seconds: float) -> threading.Thread:
@@ -184,4 +185,5 @@ SCENARIOS = {
     "conductor_restart": conductor_restart,
     "conductor_kill": conductor_kill,
     "hostile_workbench": hostile_workbench,
+    "webhook_receiver_down": webhook_receiver_down,
 }
