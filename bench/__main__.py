@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import common, gateway, latency, loadgen, report, sweeps
+from . import common, gateway, latency, loadgen, notifications, report, sweeps
 from . import sim as simulator
 from .common import RESULTS_DIR, log
 
@@ -44,7 +44,7 @@ QUICK = Plan("quick", 2_000, 1, 1, 4, 6, 2, 1, 15, 1_000)
 CONCURRENCY = 32  # the gateway's 2 workers x 16 threads
 BATCH_SIZE = 200  # POLL_BATCH_SIZE's default
 STATUS_DELAY = 0.020
-PARTS = ("sweep", "scaling", "gateway", "latency")
+PARTS = ("sweep", "scaling", "gateway", "latency", "notifications")
 
 
 def _git_commit() -> str:
@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         if "latency" in parts:
             log("latencies through the stack: POST to SUBMITTED, job end to terminal run")
             results |= latency.run(env, log_dir, plan.latency_samples, gap=0.4)
+
+        if "notifications" in parts:
+            log("notifications: from a status change to its webhook on a loopback receiver")
+            results |= notifications.run(env, plan.latency_samples // 3, gap=0.3)
     finally:
         if gw is not None:
             gw.stop()

@@ -43,3 +43,17 @@ def test_lost_out_of_order_and_forged_are_counted():
     assert figures["notifications_lost"] == 1 + 3
     assert figures["notifications_out_of_order_runs"] == 1
     assert figures["notifications_forged"] == 1
+
+
+def test_the_bench_measures_each_notification_once_from_its_change():
+    from bench.notifications import delays
+
+    body = body_of({"id": "a", "status": "PENDING"}, None, "2026-11-28T10:00:00+00:00")
+    headers = signed_headers(SECRET, "a0", body, datetime.now(UTC))
+    changed = datetime(2026, 11, 28, 10, 0, tzinfo=UTC).timestamp()
+    calls = [
+        {"body": body, "headers": headers, "at": changed + 1.5},
+        {"body": body, "headers": headers, "at": changed + 9.0},  # a repeat: not a new delay
+    ]
+    # verification refuses old timestamps, so the signature time is now; the delay is the body's
+    assert delays(calls, Webhook(SECRET)) == [1.5]
