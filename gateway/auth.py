@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from flask import Flask, g, request
 
-from batchcore.settings import DEFAULT_TOKEN_NAME
+from batchcore.setting_checks import DEFAULT_TOKEN_NAME
 
 from .errors import error_response
 

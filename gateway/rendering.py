@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from batchcore.runs.model import HISTORY_FIELDS, PUBLIC_FIELDS
-from batchcore.settings import DEFAULT_TOKEN_NAME
+from batchcore.setting_checks import DEFAULT_TOKEN_NAME
 
 PIPELINE_FIELDS = (
     "name",

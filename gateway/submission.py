@@ -22,7 +22,7 @@ from batchcore.errors import ConductorUnavailable, DatabaseUnavailable, NotFound
 from batchcore.runs import lifecycle, workflow
 from batchcore.runs.model import REQUEST_FIELDS, NewRun, Run, Transition
 from batchcore.runs.store import RunStore
-from batchcore.settings import DEFAULT_TOKEN_NAME
+from batchcore.setting_checks import DEFAULT_TOKEN_NAME
 
 from .validation import RunRequest
 

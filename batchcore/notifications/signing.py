@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from standardwebhooks.webhooks import Webhook
 
 from batchcore.runs.model import PUBLIC_FIELDS
-from batchcore.settings import DEFAULT_TOKEN_NAME
+from batchcore.setting_checks import DEFAULT_TOKEN_NAME
 
 EVENT_TYPE = "pipeline_run.status_changed"
 _TIMESTAMP_FIELDS = frozenset(

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from batchcore.settings import DEFAULT_TOKEN_NAME
+from batchcore.setting_checks import DEFAULT_TOKEN_NAME
 
 from . import lifecycle
 
