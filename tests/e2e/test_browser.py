@@ -54,7 +54,7 @@ def assert_accessible(watched: support.Watched, what: str) -> None:
     assert violations == [], f"{what}: {violations}"
 
 
-def test_req_sign_in_list_filter_and_sign_out(watched, token, api, gateway):
+def test_sign_in_list_filter_and_sign_out(watched, token, api, gateway):
     page = watched.page
     api.post_run(run_body(), wait=5)  # at least one run to list
     page.goto(f"{gateway}/ui/runs")
@@ -97,7 +97,7 @@ def test_req_sign_in_list_filter_and_sign_out(watched, token, api, gateway):
     expect(page).to_have_url(re.compile(r"/ui/login"))
 
 
-def test_req_the_run_page_follows_a_run_to_its_end_without_a_reload(
+def test_the_run_page_follows_a_run_to_its_end_without_a_reload(
     watched, token, api, gateway, stack_env
 ):
     page = watched.page
@@ -142,7 +142,7 @@ def test_req_the_run_page_follows_a_run_to_its_end_without_a_reload(
     watched.screenshot("run-workflow", selector="section:has(#workflow-title)")
 
 
-def test_req_a_failed_run_shows_its_html_as_text_and_its_failed_task(watched, token, api, gateway):
+def test_a_failed_run_shows_its_html_as_text_and_its_failed_task(watched, token, api, gateway):
     page = watched.page
     watched.sign_in(token)
     simulate = {"outcome": "FAILED", "error_message": HOSTILE, "duration_seconds": 1}
@@ -158,7 +158,7 @@ def test_req_a_failed_run_shows_its_html_as_text_and_its_failed_task(watched, to
     watched.screenshot("failed-run")
 
 
-def test_req_the_pages_read_on_a_phone_width_window(browser, gateway, token, api):
+def test_the_pages_read_on_a_phone_width_window(browser, gateway, token, api):
     phone = support.watch(browser, gateway, support.PHONE)
     try:
         phone.sign_in(token)
@@ -174,7 +174,7 @@ def test_req_the_pages_read_on_a_phone_width_window(browser, gateway, token, api
         phone.page.context.close()
 
 
-def test_req_the_run_list_shows_new_runs_while_runs_are_active(watched, token, api, gateway):
+def test_the_run_list_shows_new_runs_while_runs_are_active(watched, token, api, gateway):
     page = watched.page
     watched.sign_in(token)
     slow = {"simulate": {"queue_seconds": 1, "duration_seconds": 20}}
@@ -187,7 +187,7 @@ def test_req_the_run_list_shows_new_runs_while_runs_are_active(watched, token, a
     assert page.evaluate("() => window.notReloaded === true")
 
 
-def test_req_forms_refuse_posts_without_the_csrf_token(gateway, token):
+def test_forms_refuse_posts_without_the_csrf_token(gateway, token):
     with requests.Session() as http:
         login = http.get(f"{gateway}/ui/login", timeout=10)
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)

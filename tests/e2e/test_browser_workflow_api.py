@@ -18,7 +18,7 @@ def workflow_of(api, run_id) -> requests.Response:
     return api.session.get(f"{api.base}/api/v1/pipeline-runs/{run_id}/workflow", timeout=10)
 
 
-def test_req_the_workflow_of_a_finished_run_lists_its_tasks_as_documented(api):
+def test_the_workflow_of_a_finished_run_lists_its_tasks_as_documented(api):
     created = api.post_run(run_body(parameters={"simulate": {"duration_seconds": 1}}))
     assert created.status_code == 202, created.text
     run = api.await_status(created.json()["id"], "COMPLETED", timeout=60)
@@ -44,12 +44,12 @@ def test_req_the_workflow_of_a_finished_run_lists_its_tasks_as_documented(api):
     assert schema_errors(workflow, schema["schema"], doc) == []
 
 
-def test_req_the_workflow_of_an_unknown_run_is_404(api):
+def test_the_workflow_of_an_unknown_run_is_404(api):
     answer = workflow_of(api, uuid.uuid4())
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "run_not_found"
 
 
-def test_req_the_workflow_route_needs_a_token(api):
+def test_the_workflow_route_needs_a_token(api):
     answer = requests.get(f"{api.base}{PATH.format(run_id=uuid.uuid4())}", timeout=10)
     assert answer.status_code == 401

@@ -33,7 +33,7 @@ def _poller_loop(conductor_api) -> dict:
     return conductor_api(f"/workflow/{running[0]['workflowId']}")
 
 
-def test_req_3_3_many_runs_with_mixed_outcomes_reach_the_workbench_outcome(
+def test_req_3_4_many_runs_with_mixed_outcomes_reach_the_workbench_outcome(
     api, simulator, conductor_api
 ):
     rng = random.Random(11)
@@ -74,7 +74,7 @@ def test_req_3_3_many_runs_with_mixed_outcomes_reach_the_workbench_outcome(
             assert workflow["reasonForIncompletion"] == run["error_message"]
 
 
-def test_req_6_poller_loop_history_stays_bounded_and_shows_sweep_summaries(conductor_api):
+def test_req_7_2_poller_loop_history_stays_bounded_and_shows_sweep_summaries(conductor_api):
     def enough_iterations():
         loop = _poller_loop(conductor_api)
         task = next(t for t in loop["tasks"] if t["referenceTaskName"] == "poll_loop")
@@ -87,7 +87,7 @@ def test_req_6_poller_loop_history_stays_bounded_and_shows_sweep_summaries(condu
     assert done and {"checked", "changed", "failed", "duration_ms"} <= set(done[-1]["outputData"])
 
 
-def test_req_6_a_terminated_poller_loop_is_started_again(conductor_url, conductor_api):
+def test_req_3_1_a_terminated_poller_loop_is_started_again(conductor_url, conductor_api):
     first = _poller_loop(conductor_api)
     requests.delete(
         f"{conductor_url}/workflow/{first['workflowId']}",
@@ -103,7 +103,7 @@ def test_req_6_a_terminated_poller_loop_is_started_again(conductor_url, conducto
     assert len(running) == 1
 
 
-def test_req_6_a_duplicate_poller_loop_is_terminated(conductor_url, conductor_api):
+def test_req_3_1_a_duplicate_poller_loop_is_terminated(conductor_url, conductor_api):
     keep = _poller_loop(conductor_api)["workflowId"]
     resp = requests.post(
         f"{conductor_url}/workflow",

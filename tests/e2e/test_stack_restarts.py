@@ -19,7 +19,7 @@ def _get(url: str) -> requests.Response:
     return requests.get(url, timeout=10)
 
 
-def test_req_7_2_postgres_restarted_mid_way_recovers_without_restarting_services(
+def test_req_5_2_postgres_restarted_mid_way_recovers_without_restarting_services(
     api, stack_env, simulator
 ):
     before = {
@@ -57,7 +57,7 @@ def test_req_7_2_postgres_restarted_mid_way_recovers_without_restarting_services
     assert now == before, "no service may be restarted to recover"
 
 
-def test_req_7_4_conductor_stopped_gives_503_and_a_failed_row_then_recovers(api, stack_env):
+def test_req_5_3_conductor_stopped_gives_503_and_a_failed_row_then_recovers(api, stack_env):
     conductor_health = stack_env["CONDUCTOR_SERVER_URL"].removesuffix("/api") + "/health"
     with stopped("conductor", http_ready(conductor_health), timeout=300):
         resp = api.post_run(run_body())
@@ -78,7 +78,7 @@ def test_req_7_4_conductor_stopped_gives_503_and_a_failed_row_then_recovers(api,
     assert api.await_status(again.json()["id"], "COMPLETED", timeout=180)
 
 
-def test_req_7_3_poller_stops_cleanly_on_sigterm_and_loses_no_update(api, stack_env):
+def test_req_5_4_poller_stops_cleanly_on_sigterm_and_loses_no_update(api, stack_env):
     ids = [
         api.post_run(run_body(parameters={"simulate": {"duration_seconds": 3}}), wait=10).json()[
             "id"

@@ -48,7 +48,7 @@ def backoff_schedule(retries: int) -> list[int]:
     return [min(base * 2**i, cap) for i in range(retries)]
 
 
-def test_req_1_1_run_reaches_submitted_with_one_job_id_everywhere(api, simulator, conductor_api):
+def test_req_2_4_run_reaches_submitted_with_one_job_id_everywhere(api, simulator, conductor_api):
     resp = api.post_run(run_body(parameters={"simulate": {"duration_seconds": 60}}))
     assert resp.status_code == 202, resp.text
     assert resp.headers["Location"] == f"/api/v1/pipeline-runs/{resp.json()['id']}"
@@ -64,7 +64,7 @@ def test_req_1_1_run_reaches_submitted_with_one_job_id_everywhere(api, simulator
     assert datetime.fromisoformat(run["submitted_at"]).utcoffset() is not None
 
 
-def test_req_2_4_workbench_failing_for_a_while_is_retried_with_growing_delays(
+def test_req_5_1_workbench_failing_for_a_while_is_retried_with_growing_delays(
     api, simulator, conductor_api
 ):
     body = run_body(parameters={"simulate": {"duration_seconds": 30}})
@@ -114,7 +114,7 @@ def test_req_5_3_workbench_down_throughout_ends_failed_after_the_whole_retry_sch
     assert assert_backoff_waited(attempts) == backoff_schedule(SUBMIT_TASK["retryCount"])
 
 
-def test_req_2_5_idempotency_key_gives_one_run_and_one_job(api, simulator):
+def test_req_2_1_idempotency_key_gives_one_run_and_one_job(api, simulator):
     key = f"e2e-{uuid.uuid4().hex}"
     body = run_body()
     first = api.post_run(body, key=key)
@@ -129,7 +129,7 @@ def test_req_2_5_idempotency_key_gives_one_run_and_one_job(api, simulator):
     assert len(simulator.jobs(first.json()["id"])) == 1
 
 
-def test_req_4_bad_inputs_write_nothing(api, pipelines_db):
+def test_req_5_5_bad_inputs_write_nothing(api, pipelines_db):
     marker = f"bad-{uuid.uuid4().hex}"
     # Each body carries the marker in a prefix as well as in its Idempotency-Key.
     tagged = {"input_path_prefix": f"s3://e2e-in/{marker}"}
@@ -155,14 +155,14 @@ def test_req_4_bad_inputs_write_nothing(api, pipelines_db):
     assert rows_marked(pipelines_db, marker) == 0
 
 
-def test_req_4_unauthenticated_calls_get_401(api):
+def test_unauthenticated_calls_get_401(api):
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}):
         resp = requests.get(f"{api.base}/api/v1/pipeline-runs", headers=headers, timeout=10)
         assert resp.status_code == 401
         assert resp.json()["error"]["code"] == "unauthorized"
 
 
-def test_req_4_unknown_runs_get_404_naming_the_id(api):
+def test_req_4_3_unknown_runs_get_404_naming_the_id(api):
     for run_id in (str(uuid.uuid4()), "not-a-uuid"):
         resp = api.session.get(f"{api.base}/api/v1/pipeline-runs/{run_id}", timeout=10)
         assert resp.status_code == 404

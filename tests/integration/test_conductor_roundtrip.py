@@ -16,7 +16,7 @@ def _send(method: str, url: str, body: list) -> None:
     assert resp.status_code < 300, resp.text
 
 
-def test_req_2_8_python_worker_round_trip_on_the_real_server(conductor_url):
+def test_req_1_4_python_worker_round_trip_on_the_real_server(conductor_url):
     suffix = uuid.uuid4().hex[:8]
     task, workflow = f"test_echo_{suffix}", f"test_roundtrip_{suffix}"
     _send(

@@ -138,7 +138,7 @@ def assert_error(response, status: int, code: str) -> dict:
 # -------------------------------------------------------------------------------- submit
 
 
-def test_req_1_1_post_creates_pending_run_with_event_and_real_workflow(
+def test_req_2_1_post_creates_pending_run_with_event_and_real_workflow(
     client, database, conductor_url
 ):
     request_body = body()
@@ -179,7 +179,7 @@ def test_req_1_1_post_creates_pending_run_with_event_and_real_workflow(
     assert_documented(openapi.document(), "/api/v1/pipeline-runs/{run_id}", "GET", fetched)
 
 
-def test_req_1_2_idempotent_replay_returns_the_same_run_and_starts_one_workflow(
+def test_req_2_2_idempotent_replay_returns_the_same_run_and_starts_one_workflow(
     client, database, conductor_url
 ):
     request_body = body()
@@ -206,7 +206,7 @@ def test_req_1_2_idempotent_replay_returns_the_same_run_and_starts_one_workflow(
     assert len(correlated(conductor_url, run_id)) == 1
 
 
-def test_req_1_3_conductor_unreachable_stores_the_run_failed_and_answers_503(make_client, database):
+def test_req_2_5_conductor_unreachable_stores_the_run_failed_and_answers_503(make_client, database):
     url = f"http://127.0.0.1:{closed_port()}/api"
     client = make_client(conductor_server_url=url)
     response = client.post("/api/v1/pipeline-runs", json=body(), headers=AUTH)
@@ -233,7 +233,7 @@ def test_req_1_3_conductor_unreachable_stores_the_run_failed_and_answers_503(mak
     assert shown["status"] == "FAILED" and shown["error_message"] == stored["error_message"]
 
 
-def test_req_1_3_conductor_refusing_the_workflow_is_503_with_its_answer_stored(client, database):
+def test_req_2_5_conductor_refusing_the_workflow_is_503_with_its_answer_stored(client, database):
     with database.transaction() as cur:
         cur.execute(
             "INSERT INTO pipelines (name, mode, workflow_name, workflow_version)"
@@ -273,7 +273,7 @@ class TimingOutConductor(FakeConductor):
         return ["stray-1"]
 
 
-def test_req_1_3_conductor_timeout_fails_the_run_and_terminates_stray_workflows(
+def test_req_2_5_conductor_timeout_fails_the_run_and_terminates_stray_workflows(
     make_client, database
 ):
     conductor = TimingOutConductor()
@@ -287,7 +287,7 @@ def test_req_1_3_conductor_timeout_fails_the_run_and_terminates_stray_workflows(
     assert conductor.terminated == [(WORKFLOW, run_id)]
 
 
-def test_req_1_3_a_start_that_timed_out_but_happened_is_not_failed(make_client, database):
+def test_req_2_2_a_start_that_timed_out_but_happened_is_not_failed(make_client, database):
     def workflow_moves_run_on(run_id):
         with database.transaction() as cur:
             rows.transition(
@@ -306,7 +306,7 @@ def test_req_1_3_a_start_that_timed_out_but_happened_is_not_failed(make_client, 
     assert conductor.terminated == []
 
 
-def test_req_1_4_database_unreachable_is_503_json_without_traceback(make_client, database):
+def test_req_5_2_database_unreachable_is_503_json_without_traceback(make_client, database):
     dead = Database(
         f"postgresql://pipelines:x@127.0.0.1:{closed_port()}/pipelines",
         maxconn=2,
@@ -353,7 +353,7 @@ BAD_BODIES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_BODIES))
-def test_req_1_5_bad_input_is_422_naming_each_field_and_writes_nothing(client, database, case):
+def test_req_5_5_bad_input_is_422_naming_each_field_and_writes_nothing(client, database, case):
     bad, fields = BAD_BODIES[case]
     response = client.post("/api/v1/pipeline-runs", json=bad, headers=AUTH)
     error = assert_error(response, 422, "validation_failed")
@@ -362,7 +362,7 @@ def test_req_1_5_bad_input_is_422_naming_each_field_and_writes_nothing(client, d
     assert count(database, "pipeline_run_events") == 0
 
 
-def test_req_1_5_bad_query_and_header_are_422_and_write_nothing(client, database):
+def test_req_5_5_bad_query_and_header_are_422_and_write_nothing(client, database):
     response = client.post(
         "/api/v1/pipeline-runs?wait=99&debug=1",
         json=body(),
@@ -373,14 +373,14 @@ def test_req_1_5_bad_query_and_header_are_422_and_write_nothing(client, database
     assert count(database, "pipeline_runs") == 0
 
 
-def test_req_1_6_unknown_pipeline_is_404_and_writes_nothing(client, database):
+def test_req_5_5_unknown_pipeline_is_404_and_writes_nothing(client, database):
     response = client.post("/api/v1/pipeline-runs", json=body(pipeline="nope"), headers=AUTH)
     error = assert_error(response, 404, "pipeline_not_found")
     assert "'nope'" in error["message"]
     assert count(database, "pipeline_runs") == 0
 
 
-def test_req_1_6_disabled_pipeline_is_422_and_writes_nothing(client, database):
+def test_req_5_5_disabled_pipeline_is_422_and_writes_nothing(client, database):
     with database.transaction() as cur:
         cur.execute("UPDATE pipelines SET enabled = false WHERE name = 'demo-batch'")
     response = client.post("/api/v1/pipeline-runs", json=body(), headers=AUTH)
@@ -390,7 +390,7 @@ def test_req_1_6_disabled_pipeline_is_422_and_writes_nothing(client, database):
     assert count(database, "pipeline_runs") == 0
 
 
-def test_req_1_7_wait_returns_when_the_run_leaves_pending(make_client, database):
+def test_req_2_4_wait_returns_when_the_run_leaves_pending(make_client, database):
     class AdvancingConductor(FakeConductor):
         """Starts a 'workflow' that moves the run to SUBMITTED a little later."""
 
@@ -424,7 +424,7 @@ def test_req_1_7_wait_returns_when_the_run_leaves_pending(make_client, database)
     assert 0.4 <= elapsed < 3
 
 
-def test_req_1_7_wait_gives_up_after_the_requested_seconds(client):
+def test_req_2_4_wait_gives_up_after_the_requested_seconds(client):
     started = time.monotonic()
     response = client.post("/api/v1/pipeline-runs?wait=0.6", json=body(), headers=AUTH)
     elapsed = time.monotonic() - started
@@ -437,14 +437,14 @@ def test_req_1_7_wait_gives_up_after_the_requested_seconds(client):
 # ----------------------------------------------------------------------------- reading
 
 
-def test_req_2_1_unknown_and_malformed_run_ids_are_404_naming_the_id(client):
+def test_req_4_3_unknown_and_malformed_run_ids_are_404_naming_the_id(client):
     for run_id in (str(uuid.uuid4()), "not-a-uuid", "1%27%20OR%201=1"):
         response = client.get(f"/api/v1/pipeline-runs/{run_id}", headers=AUTH)
         error = assert_error(response, 404, "run_not_found")
         assert run_id.replace("%27", "'").replace("%20", " ") in error["message"]
 
 
-def test_req_2_2_list_filters_and_pages_newest_first_without_duplicates(make_client, database):
+def test_req_7_5_list_filters_and_pages_newest_first_without_duplicates(make_client, database):
     with database.transaction() as cur:
         cur.execute(
             "INSERT INTO pipelines (name, mode, workflow_name, workflow_version)"
@@ -503,7 +503,7 @@ def run_row_id(response) -> str:
     return payload["error"]["details"][0]["run_id"]
 
 
-def test_req_2_3_pipelines_lists_the_catalog(client):
+def test_req_4_2_pipelines_lists_the_catalog(client):
     response = client.get("/api/v1/pipelines", headers=AUTH)
     assert response.status_code == 200
     assert response.get_json()["items"] == [
@@ -525,7 +525,7 @@ def test_req_2_3_pipelines_lists_the_catalog(client):
 
 
 @pytest.mark.parametrize("variant", sorted(BAD_AUTHORIZATION))
-def test_req_3_1_every_api_route_answers_401_to_a_bad_token(make_client, database, variant):
+def test_every_api_route_answers_401_to_a_bad_token(make_client, database, variant):
     client = make_client(conductor=FakeConductor())
     header = BAD_AUTHORIZATION[variant]
     headers = {} if header is None else {"Authorization": header}
@@ -539,7 +539,7 @@ def test_req_3_1_every_api_route_answers_401_to_a_bad_token(make_client, databas
     assert count(database, "pipeline_runs") == 0
 
 
-def test_req_3_2_readyz_is_200_with_database_and_conductor_up(client):
+def test_req_6_5_readyz_is_200_with_database_and_conductor_up(client):
     response = client.get("/readyz")
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json() == {
@@ -548,14 +548,14 @@ def test_req_3_2_readyz_is_200_with_database_and_conductor_up(client):
     }
 
 
-def test_req_3_3_readyz_is_503_when_conductor_is_down(make_client):
+def test_req_6_5_readyz_is_503_when_conductor_is_down(make_client):
     client = make_client(conductor_server_url=f"http://127.0.0.1:{closed_port()}/api")
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["checks"] == {"database": "ok", "conductor": "unavailable"}
 
 
-def test_req_3_4_metrics_count_accepted_runs(make_client):
+def test_req_6_5_metrics_count_accepted_runs(make_client):
     client = make_client(conductor=FakeConductor())
     before = REGISTRY.get_sample_value("gateway_runs_created_total", {"outcome": "accepted"})
     assert client.post("/api/v1/pipeline-runs", json=body(), headers=AUTH).status_code == 202
@@ -569,7 +569,7 @@ def test_req_3_4_metrics_count_accepted_runs(make_client):
     assert "gateway_http_request_duration_seconds_bucket" in text
 
 
-def test_req_3_5_openapi_lists_every_route(client):
+def test_openapi_lists_every_route(client):
     doc = client.get("/openapi.json").get_json()
     for rule in client.application.url_map.iter_rules():
         if rule.rule.startswith("/ui/"):

@@ -32,7 +32,7 @@ def gateway(database_url, conductor_url, tmp_path):
         yield base, port
 
 
-def test_req_a_413_closes_the_connection_so_a_kept_alive_client_reconnects(gateway):
+def test_a_413_closes_the_connection_so_a_kept_alive_client_reconnects(gateway):
     _, port = gateway
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
     try:
@@ -58,7 +58,7 @@ def test_req_a_413_closes_the_connection_so_a_kept_alive_client_reconnects(gatew
         conn.close()
 
 
-def test_req_a_small_body_keeps_the_connection_alive(gateway):
+def test_a_small_body_keeps_the_connection_alive(gateway):
     _, port = gateway
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
     try:
@@ -109,7 +109,7 @@ def terminate_workflows(database, conductor_url):
             )
 
 
-def test_req_waiting_requests_leave_threads_for_health_and_ordinary_requests(
+def test_waiting_requests_leave_threads_for_health_and_ordinary_requests(
     gateway, database, terminate_workflows
 ):
     """Runs of this test's database are never taken by the stack's workers (they read

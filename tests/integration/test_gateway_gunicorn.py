@@ -50,7 +50,7 @@ def port_of(base: str) -> int:
     return int(base.rsplit(":", 1)[1])
 
 
-def test_req_413_through_gunicorn_with_content_length(gateway):
+def test_req_5_5_413_through_gunicorn_with_content_length(gateway):
     base, _ = gateway
     head = (
         "POST /api/v1/pipeline-runs HTTP/1.1\r\nHost: gateway\r\n"
@@ -63,7 +63,7 @@ def test_req_413_through_gunicorn_with_content_length(gateway):
     assert payload["error"]["code"] == "payload_too_large"
 
 
-def test_req_413_through_gunicorn_chunked_without_content_length(gateway):
+def test_req_5_5_413_through_gunicorn_chunked_without_content_length(gateway):
     base, _ = gateway
     head = (
         "POST /api/v1/pipeline-runs HTTP/1.1\r\nHost: gateway\r\n"
@@ -77,7 +77,7 @@ def test_req_413_through_gunicorn_chunked_without_content_length(gateway):
     assert payload["error"]["code"] == "payload_too_large"
 
 
-def test_req_gunicorn_serves_the_api_with_auth_and_real_conductor(gateway, conductor_url):
+def test_gunicorn_serves_the_api_with_auth_and_real_conductor(gateway, conductor_url):
     base, _ = gateway
     assert requests.get(f"{base}/api/v1/pipelines", timeout=10).status_code == 401
     assert requests.get(f"{base}/readyz", timeout=10).status_code == 200
@@ -134,7 +134,7 @@ def scrape(base: str, labels: dict) -> float:
     return served([s for f in text_string_to_metric_families(text) for s in f.samples], labels)
 
 
-def test_req_gunicorn_metrics_sum_all_workers_and_logs_carry_no_token(gateway):
+def test_gunicorn_metrics_sum_all_workers_and_logs_carry_no_token(gateway):
     base, log_path = gateway
     found = re.search(r"prometheus multiprocess directory: (\S+)", log_path.read_text())
     assert found, log_path.read_text()

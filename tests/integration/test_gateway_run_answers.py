@@ -75,7 +75,7 @@ def end_workflows_of(conductor_url: str, run_id: str) -> list[dict]:
 @pytest.mark.parametrize(
     "fail_from, wait", [(1, 1), (2, 1), (2, 0)], ids=["workflow-id", "wait", "final-read"]
 )
-def test_req_a_database_lost_after_the_run_started_answers_202_naming_the_run(
+def test_a_database_lost_after_the_run_started_answers_202_naming_the_run(
     make_client, database, conductor_url, fail_from, wait
 ):
     client = make_client(database_override=DatabaseLostAfterInsert(database, fail_from))
@@ -94,9 +94,7 @@ def test_req_a_database_lost_after_the_run_started_answers_202_naming_the_run(
         end_workflows_of(conductor_url, run["id"])
 
 
-def test_req_a_start_failure_the_database_cannot_record_names_the_pending_run(
-    make_client, database
-):
+def test_a_start_failure_the_database_cannot_record_names_the_pending_run(make_client, database):
     unreachable = f"http://127.0.0.1:{closed_port()}/api"
     lost = DatabaseLostAfterInsert(database, fail_from=1)
     client = make_client(conductor_server_url=unreachable, database_override=lost)
@@ -108,7 +106,7 @@ def test_req_a_start_failure_the_database_cannot_record_names_the_pending_run(
     assert run_row(database, run_id)["status"] == "PENDING"
 
 
-def test_req_a_retry_with_the_key_after_conductor_was_unreachable_is_a_new_attempt(
+def test_a_retry_with_the_key_after_conductor_was_unreachable_is_a_new_attempt(
     make_client, database, conductor_url
 ):
     unreachable = make_client(conductor_server_url=f"http://127.0.0.1:{closed_port()}/api")
@@ -148,7 +146,7 @@ def test_req_a_retry_with_the_key_after_conductor_was_unreachable_is_a_new_attem
         end_workflows_of(conductor_url, retry["id"])
 
 
-def test_req_a_key_whose_run_started_is_never_released(make_client, database, conductor_url):
+def test_a_key_whose_run_started_is_never_released(make_client, database, conductor_url):
     """A started run keeps its key whatever becomes of it; only a run that never had a
     workflow gives it up."""
     client = make_client()
@@ -168,7 +166,7 @@ def test_req_a_key_whose_run_started_is_never_released(make_client, database, co
         end_workflows_of(conductor_url, first["id"])
 
 
-def test_req_start_failures_show_clients_no_address_and_no_upstream_answer(
+def test_start_failures_show_clients_no_address_and_no_upstream_answer(
     make_client, database, caplog
 ):
     port = closed_port()

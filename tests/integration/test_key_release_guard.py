@@ -39,7 +39,7 @@ def set_key(database, run_id, value: str | None) -> None:
         )
 
 
-def test_req_a_run_that_failed_before_starting_may_give_its_key_up(database):
+def test_a_run_that_failed_before_starting_may_give_its_key_up(database):
     run_id = failed_run(database, None, None)
     with pytest.raises(psycopg2.errors.CheckViolation, match=r"cannot change \(idempotency_key"):
         set_key(database, run_id, "another-key")
@@ -50,7 +50,7 @@ def test_req_a_run_that_failed_before_starting_may_give_its_key_up(database):
 @pytest.mark.parametrize(
     "workflow_id, job_id", [("wf-1", None), (None, "job-1"), ("wf-1", "job-1")]
 )
-def test_req_a_run_that_started_keeps_its_key(database, workflow_id, job_id):
+def test_a_run_that_started_keeps_its_key(database, workflow_id, job_id):
     run_id = failed_run(database, workflow_id, job_id)
     with pytest.raises(psycopg2.errors.CheckViolation, match=r"cannot change \(idempotency_key"):
         set_key(database, run_id, None)

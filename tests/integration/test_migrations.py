@@ -22,7 +22,7 @@ def empty_database_url(stack_env):
         yield url
 
 
-def test_req_2_5_migrations_from_empty_then_again_as_a_no_op(empty_database_url):
+def test_req_6_2_migrations_from_empty_then_again_as_a_no_op(empty_database_url):
     applied = migrate.apply(empty_database_url)
     assert applied == [m.version for m in migrate.discover()]
     assert {"pipelines", "pipeline_runs", "pipeline_run_events", "schema_migrations"} <= _tables(
@@ -36,7 +36,7 @@ def test_req_2_5_migrations_from_empty_then_again_as_a_no_op(empty_database_url)
         assert ("demo-batch", "BATCH", True) in cur.fetchall()
 
 
-def test_req_2_5_failed_migration_leaves_nothing_half_applied(empty_database_url, tmp_path):
+def test_req_6_2_failed_migration_leaves_nothing_half_applied(empty_database_url, tmp_path):
     good = migrate.discover()
     bad = migrate.Migration("9999", "broken", "CREATE TABLE half_done (id int); SELECT 1/0;")
     with pytest.raises(migrate.MigrationError, match="9999_broken failed and was rolled back"):
@@ -47,7 +47,7 @@ def test_req_2_5_failed_migration_leaves_nothing_half_applied(empty_database_url
         assert [r[0] for r in cur.fetchall()] == [m.version for m in good]
 
 
-def test_req_2_5_an_applied_migration_that_was_edited_is_refused(empty_database_url):
+def test_req_6_2_an_applied_migration_that_was_edited_is_refused(empty_database_url):
     migrate.apply(empty_database_url)
     first = migrate.discover()[0]
     edited = migrate.Migration(first.version, first.name, first.sql + "\n-- edited")

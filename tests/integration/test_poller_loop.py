@@ -52,7 +52,7 @@ def absent_loop(conductor_url):
     requests.delete(f"{conductor_url}/metadata/workflow/{name}/1", timeout=10)
 
 
-def test_req_6_two_worker_services_never_start_two_poller_loops(
+def test_req_3_1_two_worker_services_never_start_two_poller_loops(
     database, database_url, conductor, absent_loop
 ):
     """Issue 10.8: the race is run on a loop nobody runs yet (its own name, this test's own

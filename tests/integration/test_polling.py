@@ -96,7 +96,7 @@ def _ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def test_req_3_3_mixed_outcomes_reach_the_workbench_truth(
+def test_req_3_4_mixed_outcomes_reach_the_workbench_truth(
     database, workbench_client, conductor, simulator
 ):
     rng = random.Random(7)
@@ -132,7 +132,7 @@ def test_req_3_3_mixed_outcomes_reach_the_workbench_truth(
         assert all(e["source"] == "poller" for e in events[2:])
 
 
-def test_req_3_2_a_job_that_keeps_failing_does_not_stop_the_others(
+def test_req_3_8_a_job_that_keeps_failing_does_not_stop_the_others(
     database, workbench_client, conductor, simulator
 ):
     good = [
@@ -192,7 +192,7 @@ def test_req_3_1_two_pollers_at_once_poll_each_due_run_once(
     assert len(counting_client.calls) == len(runs)
 
 
-def test_req_3_5_sigkill_mid_sweep_loses_and_duplicates_no_transition(
+def test_req_5_4_sigkill_mid_sweep_loses_and_duplicates_no_transition(
     database, database_url, workbench_client, simulator, stack_env
 ):
     runs = [
@@ -252,7 +252,7 @@ def test_req_3_5_sigkill_mid_sweep_loses_and_duplicates_no_transition(
         )
 
 
-def test_req_3_2_rate_limited_status_calls_honour_retry_after(
+def test_req_3_7_rate_limited_status_calls_honour_retry_after(
     stack_env, simulator, workbench_client, database
 ):
     run = submitted_run(database, workbench_client, {"duration_seconds": 30})
@@ -271,7 +271,7 @@ def test_req_3_2_rate_limited_status_calls_honour_retry_after(
     assert len(slept) == 2 and all(s >= 1.0 for s in slept), slept
 
 
-def test_req_3_2_failing_status_calls_back_off_with_growing_jittered_delays(
+def test_req_3_7_failing_status_calls_back_off_with_growing_jittered_delays(
     stack_env, simulator, workbench_client, database
 ):
     run = submitted_run(database, workbench_client, {"duration_seconds": 30})

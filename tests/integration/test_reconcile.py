@@ -46,7 +46,7 @@ def _reconciler_events(database, run_id):
     return [e for e in history(database, run_id) if e["source"] == "reconciler"]
 
 
-def test_req_6_1_pending_run_whose_start_was_lost_gets_its_workflow(
+def test_req_2_2_pending_run_whose_start_was_lost_gets_its_workflow(
     database, conductor, private_workflow
 ):
     name, started = private_workflow
@@ -65,7 +65,7 @@ def test_req_6_1_pending_run_whose_start_was_lost_gets_its_workflow(
     assert reconcile.reconcile(RunStore(database), conductor, CFG) == {"still_running": 1}
 
 
-def test_req_6_1_pending_run_whose_workflow_was_terminated_fails_explicitly(
+def test_req_5_3_pending_run_whose_workflow_was_terminated_fails_explicitly(
     database, conductor, private_workflow
 ):
     name, started = private_workflow
@@ -82,7 +82,7 @@ def test_req_6_1_pending_run_whose_workflow_was_terminated_fails_explicitly(
     assert history(database, run["id"])[-1]["source"] == "reconciler"
 
 
-def test_req_6_1_job_id_of_an_ended_workflow_is_recovered(
+def test_req_2_3_job_id_of_an_ended_workflow_is_recovered(
     database, conductor, conductor_url, private_workflow
 ):
     name, started = private_workflow
@@ -97,7 +97,7 @@ def test_req_6_1_job_id_of_an_ended_workflow_is_recovered(
     assert (stored["status"], stored["workbench_job_id"]) == ("SUBMITTED", "wb-lost")
 
 
-def test_req_6_1_restarts_are_bounded_then_the_run_fails(database, conductor, private_workflow):
+def test_req_5_3_restarts_are_bounded_then_the_run_fails(database, conductor, private_workflow):
     name, started = private_workflow
     run = make_run(database)
     started.append(str(run["id"]))
@@ -112,7 +112,7 @@ def test_req_6_1_restarts_are_bounded_then_the_run_fails(database, conductor, pr
     assert f"restarted {CFG.max_restarts} times" in stored["error_message"]
 
 
-def test_req_6_1_active_run_whose_workflow_was_terminated_gets_a_new_one(
+def test_req_5_4_active_run_whose_workflow_was_terminated_gets_a_new_one(
     database, conductor, private_workflow
 ):
     name, started = private_workflow
@@ -137,7 +137,7 @@ def test_req_6_1_active_run_whose_workflow_was_terminated_gets_a_new_one(
     assert event["details"]["previous_workflow_status"] == "TERMINATED"
 
 
-def test_req_6_1_a_job_the_workbench_lost_ends_the_run(database, conductor, private_workflow):
+def test_req_3_6_a_job_the_workbench_lost_ends_the_run(database, conductor, private_workflow):
     run = make_run(database)
     submission.persist(
         RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-9"
@@ -159,7 +159,7 @@ def test_req_6_1_a_job_the_workbench_lost_ends_the_run(database, conductor, priv
     assert "no longer knows job wb-9" in stored["error_message"]
 
 
-def test_req_6_1_submitted_without_a_job_id_cannot_exist(database):
+def test_req_2_3_submitted_without_a_job_id_cannot_exist(database):
     import psycopg2
 
     run = make_run(database)
@@ -167,7 +167,7 @@ def test_req_6_1_submitted_without_a_job_id_cannot_exist(database):
         cur.execute("UPDATE pipeline_runs SET status = 'SUBMITTED' WHERE id = %s", (run["id"],))
 
 
-def test_req_6_1_a_repeated_submitted_after_the_poller_moved_on_is_a_no_op(database):
+def test_req_2_4_a_repeated_submitted_after_the_poller_moved_on_is_a_no_op(database):
     run = make_run(database)
     submission.persist(
         RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-5"

@@ -91,7 +91,7 @@ def _edit(path: Path, **fields) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
 
 
-def test_req_2_6_registration_creates_then_updates_then_leaves_alone(conductor_url, scratch_defs):
+def test_req_6_3_registration_creates_then_updates_then_leaves_alone(conductor_url, scratch_defs):
     args = ("--server", conductor_url, "--definitions", str(scratch_defs))
     tasks = registration.load("tasks", scratch_defs)
     workflows = registration.load("workflows", scratch_defs)
@@ -134,7 +134,7 @@ def test_req_2_6_registration_creates_then_updates_then_leaves_alone(conductor_u
     assert f"0 created, 0 updated, {len(labels)} unchanged at {conductor_url}" in third.stdout
 
 
-def test_req_2_6_the_shipped_definitions_are_on_the_server_as_written(conductor_url):
+def test_req_1_1_the_shipped_definitions_are_on_the_server_as_written(conductor_url):
     result = _run(env={"CONDUCTOR_SERVER_URL": conductor_url})
     assert result.returncode == 0, result.stderr
     for task in registration.load("tasks"):
@@ -144,7 +144,7 @@ def test_req_2_6_the_shipped_definitions_are_on_the_server_as_written(conductor_
     assert "0 to create, 0 to update" in again.stdout, again.stdout
 
 
-def test_req_2_6_poller_loop_keeps_a_bounded_history(conductor_url):
+def test_req_6_3_poller_loop_keeps_a_bounded_history(conductor_url):
     stored = requests.get(
         f"{conductor_url}/metadata/workflow/{POLLER_WORKFLOW}", params={"version": 1}, timeout=10
     ).json()
@@ -153,7 +153,7 @@ def test_req_2_6_poller_loop_keeps_a_bounded_history(conductor_url):
     assert loop["inputParameters"]["keepLastN"] == 3
 
 
-def test_req_2_6_unreachable_server_exits_non_zero_naming_it():
+def test_req_6_3_unreachable_server_exits_non_zero_naming_it():
     result = _run(env={"CONDUCTOR_SERVER_URL": "http://127.0.0.1:9/api"})
     assert result.returncode == 1
     assert "http://127.0.0.1:9/api" in result.stderr
@@ -170,7 +170,7 @@ def _bad_workflow(name: str) -> dict:
     }
 
 
-def test_req_2_6_rejected_definition_names_the_definition_and_reason(conductor_url):
+def test_req_6_3_rejected_definition_names_the_definition_and_reason(conductor_url):
     name = f"test_bad_{uuid.uuid4().hex[:8]}"
     bad = registration.Definition("workflow", _bad_workflow(name), "workflows/bad.json")
     with requests.Session() as session, pytest.raises(registration.RegistrationError) as caught:
@@ -182,7 +182,7 @@ def test_req_2_6_rejected_definition_names_the_definition_and_reason(conductor_u
     assert "taskReferenceName" in message
 
 
-def test_req_2_6_an_invalid_definition_is_refused_before_anything_is_written(
+def test_req_6_3_an_invalid_definition_is_refused_before_anything_is_written(
     conductor_url, tmp_path
 ):
     name = f"test_bad_{uuid.uuid4().hex[:8]}"
@@ -208,7 +208,7 @@ def _live_loops(conductor_url: str) -> list[dict]:
     return [wf for wf in found if wf["status"] == "RUNNING"]
 
 
-def test_req_2_6_replacing_the_poller_loop_ends_it_and_the_worker_starts_a_new_one(conductor_url):
+def test_req_6_3_replacing_the_poller_loop_ends_it_and_the_worker_starts_a_new_one(conductor_url):
     before = await_true(lambda: _live_loops(conductor_url), 30, "a running poller loop")
     old_ids = {wf["workflowId"] for wf in before}
     result = _run("--server", conductor_url, "--replace-poller-loop=always")

@@ -45,7 +45,7 @@ def _finish(database, run_id, status="COMPLETED"):
 
 
 @pytest.mark.parametrize("status", ["COMPLETED", "FAILED"])
-def test_req_2_5_terminal_status_guard_refuses_an_update_in_sql(database, status):
+def test_req_7_3_terminal_status_guard_refuses_an_update_in_sql(database, status):
     run = _run(database)
     _finish(database, run["id"], status)
     for change in (
@@ -138,7 +138,7 @@ def _move(database, run_id, status: str) -> str:
     return "allowed"
 
 
-def test_req_2_5_the_tables_statuses_are_the_lifecycles(database):
+def test_req_3_4_the_tables_statuses_are_the_lifecycles(database):
     with database.transaction() as cur:
         cur.execute(
             "SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint"
@@ -149,7 +149,7 @@ def test_req_2_5_the_tables_statuses_are_the_lifecycles(database):
     assert tuple(re.findall(r"'(\w+)'::text", check["def"])) == STATUSES
 
 
-def test_req_2_5_every_status_move_is_allowed_or_refused_as_the_lifecycle_says(database):
+def test_req_3_4_every_status_move_is_allowed_or_refused_as_the_lifecycle_says(database):
     expected, seen = {}, {}
     for old in STATUSES:
         for new in STATUSES:
@@ -166,7 +166,7 @@ def test_req_2_5_every_status_move_is_allowed_or_refused_as_the_lifecycle_says(d
 
 @pytest.mark.parametrize("status", ["SUBMITTED", "RUNNING"])
 @pytest.mark.parametrize("job", ["'wb-other'", "NULL"])
-def test_req_2_5_an_active_runs_workbench_job_never_changes(database, status, job):
+def test_req_2_3_an_active_runs_workbench_job_never_changes(database, status, job):
     run_id = _insert_run(database, status)
     with pytest.raises(psycopg2.errors.CheckViolation, match="already has Workbench job"):
         _sql(
@@ -178,7 +178,7 @@ def test_req_2_5_an_active_runs_workbench_job_never_changes(database, status, jo
 
 
 @pytest.mark.parametrize("status", ["COMPLETED", "FAILED"])
-def test_req_2_5_every_column_of_a_terminal_run_is_frozen_but_its_bookkeeping(database, status):
+def test_req_7_3_every_column_of_a_terminal_run_is_frozen_but_its_bookkeeping(database, status):
     run_id = _insert_run(database, status)
     with database.transaction() as cur:
         cur.execute(
@@ -206,7 +206,7 @@ def test_req_2_5_every_column_of_a_terminal_run_is_frozen_but_its_bookkeeping(da
     assert {c: after[c] for c in frozen} == {c: before[c] for c in frozen}
 
 
-def test_req_2_5_unknown_status_and_unknown_pipeline_are_refused(database):
+def test_req_5_5_unknown_status_and_unknown_pipeline_are_refused(database):
     run = _run(database)
     with pytest.raises(psycopg2.errors.CheckViolation):
         _sql(
@@ -222,7 +222,7 @@ def test_req_2_5_unknown_status_and_unknown_pipeline_are_refused(database):
         )
 
 
-def test_req_2_5_idempotency_key_is_unique(database):
+def test_req_2_1_idempotency_key_is_unique(database):
     run = _run(database, idempotency_key="k-1")
     with pytest.raises(psycopg2.errors.UniqueViolation):
         _sql(
@@ -235,7 +235,7 @@ def test_req_2_5_idempotency_key_is_unique(database):
     assert run["idempotency_key"] == "k-1"
 
 
-def test_req_2_5_audit_trail_is_append_only(database):
+def test_req_7_2_audit_trail_is_append_only(database):
     run = _run(database)
     for statement in (
         "UPDATE pipeline_run_events SET message = 'x' WHERE run_id = %(id)s",
@@ -254,7 +254,7 @@ def test_req_2_5_audit_trail_is_append_only(database):
         ("TRUNCATE pipeline_runs, pipeline_run_events", "pipeline_runs"),
     ],
 )
-def test_req_2_5_no_truncate_empties_the_runs_or_their_trail(database, statement, refused_by):
+def test_req_7_2_no_truncate_empties_the_runs_or_their_trail(database, statement, refused_by):
     run = _run(database)
     trail = history(database, run["id"])
     assert trail
@@ -264,7 +264,7 @@ def test_req_2_5_no_truncate_empties_the_runs_or_their_trail(database, statement
     assert fetch_run(database, run["id"])["status"] == "PENDING"
 
 
-def test_req_2_5_active_runs_need_a_job_id_and_failed_runs_a_message(database):
+def test_req_7_4_active_runs_need_a_job_id_and_failed_runs_a_message(database):
     run = _run(database)
     with pytest.raises(psycopg2.errors.CheckViolation):
         _sql(
@@ -280,7 +280,7 @@ def test_req_2_5_active_runs_need_a_job_id_and_failed_runs_a_message(database):
         )
 
 
-def test_req_2_5_poller_and_listing_queries_use_their_indexes(database):
+def test_req_3_1_poller_and_listing_queries_use_their_indexes(database):
     with database.transaction() as cur:
         cur.execute("SET LOCAL enable_seqscan = off")
         cur.execute(

@@ -9,7 +9,7 @@ from conductor_workers import submission
 from tests.integration.helpers import fetch_run, history, make_run
 
 
-def test_req_2_2_submit_sends_the_run_id_as_idempotency_key(database, workbench_client, simulator):
+def test_req_1_4_submit_sends_the_run_id_as_idempotency_key(database, workbench_client, simulator):
     run = make_run(database)
     out = submission.submit(RunStore(database), workbench_client, str(run["id"]))
     jobs = simulator.jobs(run["id"])
@@ -21,7 +21,7 @@ def test_req_2_2_submit_sends_the_run_id_as_idempotency_key(database, workbench_
     assert len(simulator.jobs(run["id"])) == 1
 
 
-def test_req_2_3_a_known_job_id_is_reused_without_calling_the_workbench(database, simulator):
+def test_req_1_5_a_known_job_id_is_reused_without_calling_the_workbench(database, simulator):
     run = make_run(database)
     submission.persist(
         RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-x"
@@ -35,7 +35,7 @@ def test_req_2_3_a_known_job_id_is_reused_without_calling_the_workbench(database
     assert out == {"workbench_job_id": "wb-x", "reused": True}
 
 
-def test_req_2_4_transient_workbench_errors_go_back_to_conductor(
+def test_req_5_1_transient_workbench_errors_go_back_to_conductor(
     database, workbench_client, simulator
 ):
     run = make_run(database)
@@ -45,7 +45,7 @@ def test_req_2_4_transient_workbench_errors_go_back_to_conductor(
     assert simulator.jobs(run["id"]) == []
 
 
-def test_req_2_4_unreachable_workbench_is_transient_and_says_so(database):
+def test_req_5_1_unreachable_workbench_is_transient_and_says_so(database):
     from batchcore.workbench import WorkbenchClient
 
     run = make_run(database)
@@ -55,7 +55,7 @@ def test_req_2_4_unreachable_workbench_is_transient_and_says_so(database):
     client.close()
 
 
-def test_req_2_4_a_missing_run_or_terminal_run_fails_terminally(database, workbench_client):
+def test_req_5_3_a_missing_run_or_terminal_run_fails_terminally(database, workbench_client):
     with pytest.raises(submission.PermanentFailure, match="No pipeline run"):
         submission.submit(
             RunStore(database), workbench_client, "00000000-0000-0000-0000-000000000000"
@@ -68,7 +68,7 @@ def test_req_2_4_a_missing_run_or_terminal_run_fails_terminally(database, workbe
         submission.submit(RunStore(database), workbench_client, str(run["id"]))
 
 
-def test_req_5_1_persist_run_applies_transition_and_event_once(database):
+def test_req_2_4_persist_run_applies_transition_and_event_once(database):
     run = make_run(database)
     first = submission.persist(
         RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1"
@@ -88,7 +88,7 @@ def test_req_5_1_persist_run_applies_transition_and_event_once(database):
     ]
 
 
-def test_req_5_1_persist_refuses_another_job_id_for_a_submitted_run(database):
+def test_req_2_3_persist_refuses_another_job_id_for_a_submitted_run(database):
     run = make_run(database)
     submission.persist(
         RunStore(database), str(run["id"]), "SUBMITTED", "persist", workbench_job_id="wb-1"
@@ -100,7 +100,7 @@ def test_req_5_1_persist_refuses_another_job_id_for_a_submitted_run(database):
     assert len(history(database, run["id"])) == 2
 
 
-def test_req_5_3_failed_submission_stores_the_reason_and_details(database):
+def test_req_2_5_failed_submission_stores_the_reason_and_details(database):
     run = make_run(database)
     reason = "Workbench API at http://127.0.0.1:9 unreachable: connection refused"
     submission.persist(

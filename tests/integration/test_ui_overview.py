@@ -32,7 +32,7 @@ def submitted(database, **poll) -> uuid.UUID:
     return run_id
 
 
-def test_req_counts_per_status_cover_every_status_and_follow_the_pipeline(database):
+def test_counts_per_status_cover_every_status_and_follow_the_pipeline(database):
     make_run(database)
     make_run(database)
     submitted(database)
@@ -52,7 +52,7 @@ def test_req_counts_per_status_cover_every_status_and_follow_the_pipeline(databa
     assert overview.count_by_status(database, "demo-batch")["PENDING"] == 2
 
 
-def test_req_the_poller_view_counts_due_runs_and_poll_errors_by_kind(database):
+def test_the_poller_view_counts_due_runs_and_poll_errors_by_kind(database):
     make_run(database)
     submitted(database, next_poll_at="-infinity")
     submitted(database, next_poll_at="infinity")

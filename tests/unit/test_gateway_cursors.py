@@ -35,7 +35,7 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("cursor", HOSTILE.values(), ids=HOSTILE.keys())
-def test_req_a_cursor_this_api_did_not_issue_is_422_naming_cursor(cursor):
+def test_a_cursor_this_api_did_not_issue_is_422_naming_cursor(cursor):
     # NoDatabase: the cursor is refused before any SQL runs.
     client = make_app().test_client()
     response = client.get("/api/v1/pipeline-runs", query_string={"cursor": cursor}, headers=AUTH)
@@ -47,7 +47,7 @@ def key(**settings) -> bytes:
     return cursor_key(settings.get("secret"), settings.get("tokens", (TOKEN,)))
 
 
-def test_req_an_issued_cursor_opens_in_any_worker_and_after_a_restart():
+def test_an_issued_cursor_opens_in_any_worker_and_after_a_restart():
     position = encode_cursor(CREATED, RUN_ID)
     issued = seal_cursor(position, key())
     # Another process (or the same after a restart) derives the same key from the settings.
@@ -57,7 +57,7 @@ def test_req_an_issued_cursor_opens_in_any_worker_and_after_a_restart():
     assert open_cursor(with_secret, key(secret="s" * 40, tokens=("rotated-token-0123456789",)))
 
 
-def test_req_a_tampered_or_foreign_cursor_does_not_open():
+def test_a_tampered_or_foreign_cursor_does_not_open():
     position = encode_cursor(CREATED, RUN_ID)
     issued = seal_cursor(position, key())
     other_position = encode_cursor(CREATED.replace(year=2025), RUN_ID)
@@ -77,6 +77,6 @@ def test_req_a_tampered_or_foreign_cursor_does_not_open():
     "created",
     ["2024-W01-1", "2024-01-01T00:00:00+20:00", "2024-001", "20240101T000000", "2024-01-01"],
 )
-def test_req_decode_cursor_takes_only_the_timestamps_it_writes(created):
+def test_decode_cursor_takes_only_the_timestamps_it_writes(created):
     with pytest.raises(ValueError):
         decode_cursor(unsigned(created))

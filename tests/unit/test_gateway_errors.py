@@ -12,7 +12,7 @@ from tests.unit.test_gateway_http import AUTH, assert_error, make_app
 INTERNAL = "http://10.20.30.40:8080/api"
 
 
-def test_req_a_conductor_failure_shows_no_address_or_upstream_answer(monkeypatch, caplog):
+def test_a_conductor_failure_shows_no_address_or_upstream_answer(monkeypatch, caplog):
     def conductor_down(*args, **kwargs):
         raise ConductorUnavailable(
             f"Conductor at {INTERNAL} refused to find workflows: HTTP 500 <html>stack</html>",

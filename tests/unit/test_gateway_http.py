@@ -98,7 +98,7 @@ BAD_AUTHORIZATION = bad_authorizations(TOKEN)
 
 
 @pytest.mark.parametrize("variant", sorted(BAD_AUTHORIZATION))
-def test_req_auth_every_api_route_refuses_a_bad_token_with_401(variant):
+def test_auth_every_api_route_refuses_a_bad_token_with_401(variant):
     app = make_app()
     client = app.test_client()
     routes = api_routes(app)
@@ -111,12 +111,12 @@ def test_req_auth_every_api_route_refuses_a_bad_token_with_401(variant):
         assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
-def test_req_auth_unknown_api_paths_also_need_a_token(client):
+def test_auth_unknown_api_paths_also_need_a_token(client):
     assert_error(client.get("/api/v1/nothing-here"), 401, "unauthorized")
     assert_error(client.get("/api/v1/nothing-here", headers=AUTH), 404, "not_found")
 
 
-def test_req_auth_every_configured_token_is_accepted_and_the_scheme_is_case_insensitive():
+def test_auth_every_configured_token_is_accepted_and_the_scheme_is_case_insensitive():
     app = make_app(conductor=FakeConductor())
     client = app.test_client()
     for header in (f"Bearer {TOKEN}", f"Bearer {OTHER_TOKEN}", f"bearer {TOKEN}"):
@@ -125,7 +125,7 @@ def test_req_auth_every_configured_token_is_accepted_and_the_scheme_is_case_inse
         assert response.status_code == 422
 
 
-def test_req_auth_compares_against_every_token_without_early_exit(monkeypatch):
+def test_auth_compares_against_every_token_without_early_exit(monkeypatch):
     from gateway import auth
 
     calls = []
@@ -144,11 +144,11 @@ def test_req_auth_compares_against_every_token_without_early_exit(monkeypatch):
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/metrics", "/openapi.json"])
-def test_req_auth_operational_routes_need_no_token(client, path):
+def test_auth_operational_routes_need_no_token(client, path):
     assert client.get(path).status_code == 200
 
 
-def test_req_auth_is_checked_before_the_body_is_read(client):
+def test_auth_is_checked_before_the_body_is_read(client):
     # An oversized body without a token is a 401, not a 413: the body is never read.
     response = client.post("/api/v1/pipeline-runs", data=b"x" * (MAX_BODY_BYTES + 10))
     assert_error(response, 401, "unauthorized")
@@ -157,7 +157,7 @@ def test_req_auth_is_checked_before_the_body_is_read(client):
 # ------------------------------------------------------------------------ request bodies
 
 
-def test_req_413_body_over_1_mib_with_content_length(client):
+def test_req_5_5_413_body_over_1_mib_with_content_length(client):
     body = b"{" + b" " * MAX_BODY_BYTES + b"}"
     response = client.post("/api/v1/pipeline-runs", data=body, headers=AUTH)
     error = assert_error(response, 413, "payload_too_large")
@@ -178,7 +178,7 @@ def chunked_post(app, body: bytes):
     return response.status_code, json.loads(response.get_data())
 
 
-def test_req_413_chunked_body_over_1_mib_without_content_length():
+def test_req_5_5_413_chunked_body_over_1_mib_without_content_length():
     # Valid JSON for its first MiB: a body cut at the limit must not be taken as the body.
     body = json.dumps(VALID_BODY).encode() + b" " * MAX_BODY_BYTES + b"}"
     status, payload = chunked_post(make_app(), body)
@@ -186,7 +186,7 @@ def test_req_413_chunked_body_over_1_mib_without_content_length():
     assert payload["error"]["code"] == "payload_too_large"
 
 
-def test_req_chunked_body_within_the_limit_is_read_whole():
+def test_chunked_body_within_the_limit_is_read_whole():
     body = json.dumps({**VALID_BODY, "mode": "STREAM"}).encode()
     body = body[:-1] + b" " * (MAX_BODY_BYTES - len(body)) + b"}"
     assert len(body) == MAX_BODY_BYTES
@@ -200,14 +200,14 @@ def test_req_chunked_body_within_the_limit_is_read_whole():
     [b"", b"   ", b"{", b'{"pipeline": }', b"\xff\xfe{}", b"\xef\xbb\xbf{}", b"[" * 100_000],
     ids=["empty", "blank", "truncated", "syntax", "not-utf8", "bom", "deep-nesting"],
 )
-def test_req_400_unreadable_json(client, body):
+def test_req_5_5_400_unreadable_json(client, body):
     response = client.post(
         "/api/v1/pipeline-runs", data=body, headers={**AUTH, "Content-Type": "application/json"}
     )
     assert_error(response, 400, "invalid_json")
 
 
-def test_req_json_is_read_whatever_the_content_type(client):
+def test_json_is_read_whatever_the_content_type(client):
     # A valid body sent as text/plain is judged on its fields: here the bad mode.
     body = json.dumps({**VALID_BODY, "mode": "STREAM"})
     response = client.post(
@@ -217,7 +217,7 @@ def test_req_json_is_read_whatever_the_content_type(client):
     assert [d["field"] for d in error["details"]] == ["mode"]
 
 
-def test_req_422_names_every_bad_field_header_and_query_parameter(client):
+def test_req_5_5_422_names_every_bad_field_header_and_query_parameter(client):
     body = {
         "pipeline": "Not Valid!",
         "mode": "STREAM",
@@ -249,7 +249,7 @@ def test_req_422_names_every_bad_field_header_and_query_parameter(client):
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "ünïcode"])
-def test_req_422_bad_idempotency_key(client, key):
+def test_req_5_5_422_bad_idempotency_key(client, key):
     response = client.post(
         "/api/v1/pipeline-runs", json=VALID_BODY, headers={**AUTH, "Idempotency-Key": key}
     )
@@ -257,7 +257,7 @@ def test_req_422_bad_idempotency_key(client, key):
     assert [d["field"] for d in error["details"]] == ["Idempotency-Key"]
 
 
-def test_req_422_wait_given_twice(client):
+def test_req_5_5_422_wait_given_twice(client):
     response = client.post("/api/v1/pipeline-runs?wait=1&wait=2", json=VALID_BODY, headers=AUTH)
     error = assert_error(response, 422, "validation_failed")
     assert error["details"][0]["rule"] == "repeated"
@@ -273,14 +273,14 @@ def test_req_422_wait_given_twice(client):
         f"/api/v1/pipeline-runs/{uuid.uuid4()}?foo=bar",
     ],
 )
-def test_req_422_bad_query_parameters(client, url):
+def test_req_5_5_422_bad_query_parameters(client, url):
     assert_error(client.get(url, headers=AUTH), 422, "validation_failed")
 
 
 # ------------------------------------------------------------------------ error handling
 
 
-def test_req_errors_unknown_route_and_wrong_method(client):
+def test_errors_unknown_route_and_wrong_method(client):
     assert_error(client.get("/nowhere"), 404, "not_found")
     response = client.delete("/api/v1/pipelines", headers=AUTH)
     assert_error(response, 405, "method_not_allowed")
@@ -296,7 +296,7 @@ def test_req_errors_unknown_route_and_wrong_method(client):
     ],
     ids=["operational-error", "interface-error", "database-unavailable"],
 )
-def test_req_errors_database_failures_are_503_never_500(exc):
+def test_errors_database_failures_are_503_never_500(exc):
     client = make_app(database=RaisingDatabase(exc)).test_client()
     for url in (
         "/api/v1/pipelines",
@@ -311,7 +311,7 @@ def test_req_errors_database_failures_are_503_never_500(exc):
     assert_error(response, 503, "database_unavailable")
 
 
-def test_req_errors_unexpected_exception_is_500_without_traceback(caplog):
+def test_errors_unexpected_exception_is_500_without_traceback(caplog):
     client = make_app(database=RaisingDatabase(KeyError("secret internals"))).test_client()
     response = client.get("/api/v1/pipelines", headers=AUTH)
     error = assert_error(response, 500, "internal_error")
@@ -321,7 +321,7 @@ def test_req_errors_unexpected_exception_is_500_without_traceback(caplog):
     assert any("secret internals" in (r.exc_text or "") for r in caplog.records)
 
 
-def test_req_errors_never_log_the_token(caplog):
+def test_errors_never_log_the_token(caplog):
     caplog.set_level("DEBUG")
     client = make_app(database=RaisingDatabase(KeyError("boom"))).test_client()
     client.get("/api/v1/pipelines", headers=AUTH)
@@ -333,14 +333,14 @@ def test_req_errors_never_log_the_token(caplog):
 # ------------------------------------------------------------------- health and metrics
 
 
-def test_req_healthz_always_ok():
+def test_healthz_always_ok():
     client = make_app(database=RaisingDatabase(DatabaseUnavailable("down"))).test_client()
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok"}
 
 
-def test_req_readyz_names_the_failed_dependency():
+def test_readyz_names_the_failed_dependency():
     client = make_app(
         database=RaisingDatabase(DatabaseUnavailable("down")),
         conductor=FakeConductor(healthy=True),
@@ -353,7 +353,7 @@ def test_req_readyz_names_the_failed_dependency():
     assert "database" in body["error"]["message"]
 
 
-def test_req_readyz_conductor_down_is_503():
+def test_readyz_conductor_down_is_503():
     class PingableDatabase(NoDatabase):
         def ping(self):
             return None
@@ -366,7 +366,7 @@ def test_req_readyz_conductor_down_is_503():
     assert response.get_json()["checks"] == {"database": "ok", "conductor": "unavailable"}
 
 
-def test_req_readyz_answers_within_its_timeout_when_a_check_hangs():
+def test_readyz_answers_within_its_timeout_when_a_check_hangs():
     import threading
     import time
 
@@ -392,7 +392,7 @@ def sample(name, **labels):
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_req_metrics_count_requests_by_url_rule_and_runs_by_outcome(client):
+def test_metrics_count_requests_by_url_rule_and_runs_by_outcome(client):
     run_route = "/api/v1/pipeline-runs/<run_id>"
     before = sample("gateway_http_requests_total", method="GET", route=run_route, status="401")
     invalid_before = sample("gateway_runs_created_total", outcome="invalid")
@@ -414,7 +414,7 @@ def test_req_metrics_count_requests_by_url_rule_and_runs_by_outcome(client):
     assert 'outcome="accepted"' in text
 
 
-def test_req_metrics_unmatched_paths_share_one_series(client):
+def test_metrics_unmatched_paths_share_one_series(client):
     before = sample("gateway_http_requests_total", method="GET", route="<unmatched>", status="404")
     client.get(f"/no/such/{uuid.uuid4()}")
     client.get(f"/no/such/{uuid.uuid4()}")

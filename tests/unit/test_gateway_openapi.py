@@ -23,7 +23,7 @@ def openapi_path(rule: str) -> str:
     return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
 
 
-def test_req_openapi_documents_every_route_and_method_and_nothing_else():
+def test_openapi_documents_every_route_and_method_and_nothing_else():
     app = make_app()
     doc = app.test_client().get("/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")
@@ -42,7 +42,7 @@ def test_req_openapi_documents_every_route_and_method_and_nothing_else():
     assert served == documented
 
 
-def test_req_openapi_refs_resolve_and_api_routes_are_secured():
+def test_openapi_refs_resolve_and_api_routes_are_secured():
     doc = openapi.document()
     refs = re.findall(r"'\$ref': '([^']+)'", repr(doc))
     assert refs
@@ -57,7 +57,7 @@ def test_req_openapi_refs_resolve_and_api_routes_are_secured():
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
 
-def test_req_openapi_request_body_rules_match_the_validation_module():
+def test_openapi_request_body_rules_match_the_validation_module():
     schema = openapi.document()["components"]["schemas"]["RunRequest"]
     props = schema["properties"]
     assert props["input_path_prefix"]["maxLength"] == 1024
@@ -67,7 +67,7 @@ def test_req_openapi_request_body_rules_match_the_validation_module():
     assert schema["additionalProperties"] is False
 
 
-def test_req_openapi_run_json_has_exactly_the_contract_fields():
+def test_openapi_run_json_has_exactly_the_contract_fields():
     doc = openapi.document()
     # The design's list ("Run JSON uses these names"): the test's own oracle, kept apart from
     # batchcore.runs.model on purpose, so that a field dropped there breaks this test.
@@ -135,7 +135,7 @@ PIPELINE_ROW = {
 }
 
 
-def test_req_render_run_matches_the_schema_and_uses_utc_offsets():
+def test_render_run_matches_the_schema_and_uses_utc_offsets():
     doc = openapi.document()
     rendered = render_run(RUN_ROW, [EVENT])
     assert rendered["created_at"] == "2026-11-25T17:00:00.123456+00:00"
@@ -306,7 +306,7 @@ ANSWERS: dict[tuple[str, str], dict[int, Scenario]] = {
 }
 
 
-def test_req_openapi_documents_exactly_the_statuses_the_gateway_answers():
+def test_openapi_documents_exactly_the_statuses_the_gateway_answers():
     doc = openapi.document()
     documented = {
         (path, method): sorted(int(status) for status in operation["responses"])
@@ -320,7 +320,7 @@ def test_req_openapi_documents_exactly_the_statuses_the_gateway_answers():
     ("path", "method", "status"),
     [(path, method, status) for (path, method), answers in ANSWERS.items() for status in answers],
 )
-def test_req_openapi_each_documented_status_is_answered_with_its_schema(
+def test_openapi_each_documented_status_is_answered_with_its_schema(
     monkeypatch, path, method, status
 ):
     scenario = ANSWERS[(path, method)][status]

@@ -32,7 +32,7 @@ def prefix_schema(doc: dict, field: str = "input_path_prefix") -> dict:
     return doc["components"]["schemas"]["RunRequest"]["properties"][field]
 
 
-def test_req_the_prefix_schema_has_a_pattern_of_the_allowed_schemes():
+def test_the_prefix_schema_has_a_pattern_of_the_allowed_schemes():
     for field in ("input_path_prefix", "output_path_prefix"):
         schema = prefix_schema(openapi.document(), field)
         assert schema["maxLength"] == MAX_PATH_LENGTH
@@ -45,7 +45,7 @@ def test_req_the_prefix_schema_has_a_pattern_of_the_allowed_schemes():
         assert words in schema["description"], rule
 
 
-def test_req_the_served_pattern_follows_allowed_path_schemes():
+def test_the_served_pattern_follows_allowed_path_schemes():
     app = make_app(allowed_path_schemes=frozenset({"s3", "hdfs"}))
     doc = app.test_client().get("/openapi.json").get_json()
     pattern = re.compile(prefix_schema(doc)["pattern"])
@@ -59,19 +59,19 @@ PATTERN = prefix_schema(openapi.document())["pattern"]
 
 @settings(max_examples=400, deadline=None)
 @given(st.from_regex(PATTERN, fullmatch=True).filter(lambda v: len(v) <= MAX_PATH_LENGTH))
-def test_req_a_schema_valid_prefix_is_refused_only_for_worded_rules(value):
+def test_a_schema_valid_prefix_is_refused_only_for_worded_rules(value):
     rules = {p["rule"] for p in validate_path_prefix(value, "input_path_prefix", DEFAULT_SCHEMES)}
     assert rules <= set(WORDED_RULES), (value, rules)
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.text(max_size=40).map(lambda tail: "s3" + tail) | st.text(max_size=40))
-def test_req_a_prefix_outside_the_pattern_is_refused(value):
+def test_a_prefix_outside_the_pattern_is_refused(value):
     if re.search(PATTERN, value) is None and value:
         assert validate_path_prefix(value, "input_path_prefix", DEFAULT_SCHEMES), value
 
 
 @pytest.mark.parametrize("value", ["S3://Bucket/in/", "FILE://localhost/data/", "gs://b/%41/"])
-def test_req_the_pattern_takes_what_the_gateway_takes(value):
+def test_the_pattern_takes_what_the_gateway_takes(value):
     assert not validate_path_prefix(value, "input_path_prefix", DEFAULT_SCHEMES)
     assert re.search(PATTERN, value)

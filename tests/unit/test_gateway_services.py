@@ -62,7 +62,7 @@ class FakeClock:
         return sleep
 
 
-def test_req_wait_polls_in_new_transactions_with_backoff_until_the_deadline():
+def test_wait_polls_in_new_transactions_with_backoff_until_the_deadline():
     db = ScriptedDatabase(["PENDING"])
     clock = FakeClock()
     wait_while_pending(RunStore(db), uuid.uuid4(), 2.0, clock.sleep_checking(db), clock)
@@ -71,7 +71,7 @@ def test_req_wait_polls_in_new_transactions_with_backoff_until_the_deadline():
     assert db.transactions == len(clock.sleeps) + 1
 
 
-def test_req_wait_returns_as_soon_as_the_run_leaves_pending():
+def test_wait_returns_as_soon_as_the_run_leaves_pending():
     db = ScriptedDatabase(["PENDING", "PENDING", "SUBMITTED"])
     clock = FakeClock()
     wait_while_pending(RunStore(db), uuid.uuid4(), 30.0, clock.sleep_checking(db), clock)
@@ -79,18 +79,18 @@ def test_req_wait_returns_as_soon_as_the_run_leaves_pending():
     assert db.transactions == 3
 
 
-def test_req_wait_does_not_sleep_for_a_run_already_past_pending():
+def test_wait_does_not_sleep_for_a_run_already_past_pending():
     db = ScriptedDatabase(["FAILED"])
     clock = FakeClock()
     wait_while_pending(RunStore(db), uuid.uuid4(), 30.0, clock.sleep_checking(db), clock)
     assert clock.sleeps == []
 
 
-def test_req_waiting_seats_leave_at_least_one_thread_free():
+def test_waiting_seats_leave_at_least_one_thread_free():
     assert [submission.waiting_capacity(n) for n in (1, 2, 3, 4, 16)] == [0, 1, 1, 2, 8]
 
 
-def test_req_a_request_past_the_waiting_bound_does_not_wait():
+def test_a_request_past_the_waiting_bound_does_not_wait():
     room = submission.WaitingRoom(2)
     with room.seat() as first, room.seat() as second, room.seat() as third:
         assert (first, second, third) == (True, True, False)

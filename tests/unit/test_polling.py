@@ -32,7 +32,7 @@ def job(status: str) -> JobStatus:
         ("FAILED", "SUCCEEDED", None),
     ],
 )
-def test_req_3_3_decide_moves_only_forward(current, workbench, expected):
+def test_req_3_4_decide_moves_only_forward(current, workbench, expected):
     assert polling.decide(current, job(workbench)) == expected
 
 
@@ -55,7 +55,7 @@ def transient(retry_after=None):
     )
 
 
-def test_req_3_2_transient_errors_are_retried_with_growing_jittered_delays():
+def test_req_3_7_transient_errors_are_retried_with_growing_jittered_delays():
     cfg = polling.SweepConfig(max_retries=4, retry_base_seconds=0.1, retry_cap_seconds=10)
     schedules = []
     for seed in range(20):
@@ -71,7 +71,7 @@ def test_req_3_2_transient_errors_are_retried_with_growing_jittered_delays():
     assert means == sorted(means), f"delays must grow: {means}"
 
 
-def test_req_3_2_retry_after_is_honoured():
+def test_req_3_7_retry_after_is_honoured():
     cfg = polling.SweepConfig(max_retries=2, retry_base_seconds=0.01, retry_cap_seconds=0.05)
     sleeps = []
     rate_limited = WorkbenchError(
@@ -81,7 +81,7 @@ def test_req_3_2_retry_after_is_honoured():
     assert sleeps and all(d >= 2.0 for d in sleeps)
 
 
-def test_req_3_2_a_long_retry_after_is_scheduled_not_slept():
+def test_req_3_7_a_long_retry_after_is_scheduled_not_slept():
     cfg = polling.SweepConfig(max_retries=3)
     sleeps = []
     client = FlakyClient(1, transient(retry_after=120))
@@ -96,7 +96,7 @@ def test_req_3_2_a_long_retry_after_is_scheduled_not_slept():
     assert outcome.details["next_poll_in_seconds"] >= 120
 
 
-def test_req_3_2_permanent_errors_are_not_retried():
+def test_req_3_7_permanent_errors_are_not_retried():
     cfg = polling.SweepConfig(max_retries=5)
     gone = WorkbenchError("404", transient=False, kind="not_found", status_code=404)
     client = FlakyClient(10, gone)
@@ -105,7 +105,7 @@ def test_req_3_2_permanent_errors_are_not_retried():
     assert client.calls == 1
 
 
-def test_req_3_2_after_the_retry_budget_the_failure_is_recorded_with_backoff():
+def test_req_3_8_after_the_retry_budget_the_failure_is_recorded_with_backoff():
     cfg = polling.SweepConfig(max_retries=2, retry_base_seconds=0.0, interval_seconds=5)
     run = Run(id="r", status="SUBMITTED", workbench_job_id="wb-1", poll_failures=3)
     client = FlakyClient(99, transient())

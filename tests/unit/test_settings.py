@@ -15,7 +15,7 @@ GOOD = {
 }
 
 
-def test_req_2_7_a_good_environment_loads_with_defaults():
+def test_req_6_4_a_good_environment_loads_with_defaults():
     cfg = settings.load(GOOD, require=["DATABASE_URL", "GATEWAY_API_TOKENS"])
     assert cfg.gateway_api_tokens == ("a" * 20, "b" * 20)
     assert cfg.allowed_path_schemes == frozenset({"s3", "gs", "abfs", "file"})
@@ -41,7 +41,7 @@ def test_req_2_7_a_good_environment_loads_with_defaults():
         ("GATEWAY_BIND", "8000", "host:port"),
     ],
 )
-def test_req_2_7_bad_values_fail_naming_the_variable(name, value, expected):
+def test_req_6_4_bad_values_fail_naming_the_variable(name, value, expected):
     with pytest.raises(settings.SettingsError) as err:
         settings.load({**GOOD, name: value})
     assert name in str(err.value)
@@ -49,13 +49,13 @@ def test_req_2_7_bad_values_fail_naming_the_variable(name, value, expected):
 
 
 @pytest.mark.parametrize("name", ["DATABASE_URL", "WORKBENCH_API_TOKEN", "GATEWAY_API_TOKENS"])
-def test_req_2_7_a_missing_required_secret_fails_loudly(name):
+def test_req_6_4_a_missing_required_secret_fails_loudly(name):
     env = {k: v for k, v in GOOD.items() if k != name}
     with pytest.raises(settings.SettingsError, match=f"{name} is not set"):
         settings.load(env, require=[name])
 
 
-def test_req_2_7_libpq_variables_stand_in_for_database_url():
+def test_req_6_4_libpq_variables_stand_in_for_database_url():
     env = {k: v for k, v in GOOD.items() if k != "DATABASE_URL"}
     cfg = settings.load(
         {**env, "PGHOST": "db", "PGDATABASE": "pipelines"}, require=["DATABASE_URL"]
@@ -63,14 +63,14 @@ def test_req_2_7_libpq_variables_stand_in_for_database_url():
     assert cfg.database_url == ""
 
 
-def test_req_2_7_secrets_never_appear_in_repr():
+def test_req_6_4_secrets_never_appear_in_repr():
     cfg = settings.load(GOOD)
     text = repr(cfg)
     for secret in ("secret-token-value", "a" * 20, "u:p@"):
         assert secret not in text
 
 
-def test_req_2_7_errors_never_echo_a_secret_value():
+def test_req_6_4_errors_never_echo_a_secret_value():
     with pytest.raises(settings.SettingsError) as err:
         settings.load({**GOOD, "GATEWAY_API_TOKENS": "tiny-secret"})
     assert "tiny-secret" not in str(err.value)

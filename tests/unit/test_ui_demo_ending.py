@@ -16,7 +16,7 @@ def _load_demo():
     return module
 
 
-def test_req_the_demo_names_the_run_page_and_the_sign_in_token():
+def test_the_demo_names_the_run_page_and_the_sign_in_token():
     demo = _load_demo()
     out = io.StringIO()
     env = {"GATEWAY_URL": "http://127.0.0.1:18000/", "GATEWAY_API_TOKEN": "dev-token-123"}
@@ -29,7 +29,7 @@ def test_req_the_demo_names_the_run_page_and_the_sign_in_token():
     ]
 
 
-def test_req_both_endings_of_the_demo_print_it_last():
+def test_both_endings_of_the_demo_print_it_last():
     source = SCRIPT.read_text()
     body = source[source.index("def demo(") :]
     for ending in ("        return 1\n", "    return 0\n"):

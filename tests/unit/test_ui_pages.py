@@ -126,7 +126,7 @@ def sign_in(client, token=TOKEN):
     return client.post("/ui/login", data={"csrf_token": csrf_of(client), "token": token})
 
 
-def test_req_ui_pages_without_a_session_lead_to_the_sign_in_page(pages):
+def test_ui_pages_without_a_session_lead_to_the_sign_in_page(pages):
     client = make_app().test_client()
     for path in ("/ui/", "/ui/runs", f"/ui/runs/{uuid.uuid4()}", "/ui/system", "/ui/pipelines"):
         response = client.get(path)
@@ -134,7 +134,7 @@ def test_req_ui_pages_without_a_session_lead_to_the_sign_in_page(pages):
         assert response.headers["Location"].startswith("/ui/login?next=")
 
 
-def test_req_a_right_token_signs_in_with_a_hardened_cookie(pages):
+def test_a_right_token_signs_in_with_a_hardened_cookie(pages):
     client = make_app().test_client()
     response = sign_in(client)
     assert response.status_code == 303
@@ -146,7 +146,7 @@ def test_req_a_right_token_signs_in_with_a_hardened_cookie(pages):
     assert client.get("/ui/runs").status_code == 200
 
 
-def test_req_the_cookie_is_secure_over_https(pages):
+def test_the_cookie_is_secure_over_https(pages):
     client = make_app().test_client()
     html = client.get("/ui/login", base_url="https://gateway.test").get_data(as_text=True)
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
@@ -158,7 +158,7 @@ def test_req_the_cookie_is_secure_over_https(pages):
     assert "Secure" in response.headers["Set-Cookie"]
 
 
-def test_req_a_wrong_token_is_refused_slowly_and_counted(pages):
+def test_a_wrong_token_is_refused_slowly_and_counted(pages):
     client = make_app().test_client()
     before = ui_session.SIGN_INS.labels("refused")._value.get()
     for wrong in ("", TOKEN[:-1], TOKEN + "x", TOKEN.upper()):
@@ -170,7 +170,7 @@ def test_req_a_wrong_token_is_refused_slowly_and_counted(pages):
     assert client.get("/ui/runs").status_code == 302
 
 
-def test_req_posts_without_the_csrf_token_are_refused(pages):
+def test_posts_without_the_csrf_token_are_refused(pages):
     client = make_app().test_client()
     assert client.post("/ui/login", data={"token": TOKEN}).status_code == 403
     assert client.get("/ui/runs").status_code == 302  # not signed in by it
@@ -185,7 +185,7 @@ def test_req_posts_without_the_csrf_token_are_refused(pages):
     assert client.get("/ui/runs").status_code == 302
 
 
-def test_req_a_session_ends_when_its_token_is_no_longer_configured(pages):
+def test_a_session_ends_when_its_token_is_no_longer_configured(pages):
     old = make_app(tokens=(TOKEN,))
     client = old.test_client()
     sign_in(client)
@@ -196,14 +196,14 @@ def test_req_a_session_ends_when_its_token_is_no_longer_configured(pages):
 
 
 @pytest.mark.parametrize("target", ["//evil.test/x", "https://evil.test/", "/api/v1/x", "/ui\\x"])
-def test_req_sign_in_never_sends_the_reader_off_the_browser(pages, target):
+def test_sign_in_never_sends_the_reader_off_the_browser(pages, target):
     client = make_app().test_client()
     csrf = csrf_of(client)
     response = client.post("/ui/login", data={"csrf_token": csrf, "token": TOKEN, "next": target})
     assert response.headers["Location"] == "/ui/runs"
 
 
-def test_req_pages_carry_a_strict_content_security_policy(pages):
+def test_pages_carry_a_strict_content_security_policy(pages):
     client = make_app().test_client()
     sign_in(client)
     response = client.get("/ui/runs")
@@ -216,7 +216,7 @@ def test_req_pages_carry_a_strict_content_security_policy(pages):
     assert re.findall(r"<script[^>]*>", html) == ['<script src="/ui/static/ui.js" defer>']
 
 
-def test_req_html_in_a_run_shows_as_text_on_the_run_page(pages):
+def test_html_in_a_run_shows_as_text_on_the_run_page(pages):
     client = make_app().test_client()
     sign_in(client)
     response = client.get(f"/ui/runs/{pages.row['id']}")
@@ -230,7 +230,7 @@ def test_req_html_in_a_run_shows_as_text_on_the_run_page(pages):
     assert "&lt;script&gt;alert(\\&#34;x\\&#34;)" in html
 
 
-def test_req_html_in_a_run_shows_as_text_in_the_list(pages):
+def test_html_in_a_run_shows_as_text_in_the_list(pages):
     client = make_app().test_client()
     sign_in(client)
     html = client.get("/ui/runs").get_data(as_text=True)
@@ -238,7 +238,7 @@ def test_req_html_in_a_run_shows_as_text_in_the_list(pages):
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
-def test_req_the_run_page_draws_the_workflow_and_its_retry(pages):
+def test_the_run_page_draws_the_workflow_and_its_retry(pages):
     client = make_app().test_client()
     sign_in(client)
     html = client.get(f"/ui/runs/{pages.row['id']}").get_data(as_text=True)
@@ -252,7 +252,7 @@ def test_req_the_run_page_draws_the_workflow_and_its_retry(pages):
     assert "data-refresh" not in html  # a FAILED run does not change any more
 
 
-def test_req_the_run_page_stands_when_conductor_is_down(pages, monkeypatch):
+def test_the_run_page_stands_when_conductor_is_down(pages, monkeypatch):
     def down(db, conductor, run_id):
         raise ConductorUnavailable("Conductor at http://c/api is unreachable")
 
@@ -266,7 +266,7 @@ def test_req_the_run_page_stands_when_conductor_is_down(pages, monkeypatch):
     )
 
 
-def test_req_an_unknown_run_is_an_html_404(pages, monkeypatch):
+def test_an_unknown_run_is_an_html_404(pages, monkeypatch):
     def missing(db, run_id):
         raise RunNotFound(f"No run has id {run_id}")
 
@@ -279,7 +279,7 @@ def test_req_an_unknown_run_is_an_html_404(pages, monkeypatch):
     assert "No run has id nope" in response.get_data(as_text=True)
 
 
-def test_req_an_active_run_page_refreshes_itself(pages, monkeypatch):
+def test_an_active_run_page_refreshes_itself(pages, monkeypatch):
     running = run_row(status="RUNNING", completed_at=None, error_message=None)
     monkeypatch.setattr(services, "get_run", lambda db, run_id: RunView(running, []))
     client = make_app().test_client()
@@ -288,7 +288,7 @@ def test_req_an_active_run_page_refreshes_itself(pages, monkeypatch):
     assert 'data-refresh="2"' in html
 
 
-def test_req_a_page_visited_signed_out_keeps_the_sign_in_form_usable(pages):
+def test_a_page_visited_signed_out_keeps_the_sign_in_form_usable(pages):
     client = make_app().test_client()
     csrf = csrf_of(client)
     assert client.get("/ui/runs").status_code == 302  # e.g. in another tab
@@ -296,7 +296,7 @@ def test_req_a_page_visited_signed_out_keeps_the_sign_in_form_usable(pages):
     assert response.status_code == 303
 
 
-def test_req_the_run_page_links_to_the_run_as_the_api_answers_it(pages):
+def test_the_run_page_links_to_the_run_as_the_api_answers_it(pages):
     client = make_app().test_client()
     sign_in(client)
     page = client.get(f"/ui/runs/{pages.row['id']}").get_data(as_text=True)
@@ -308,7 +308,7 @@ def test_req_the_run_page_links_to_the_run_as_the_api_answers_it(pages):
     assert body["history"][0]["message"] == HOSTILE
 
 
-def test_req_wrong_tokens_in_parallel_cannot_hold_every_request_thread(pages, monkeypatch):
+def test_wrong_tokens_in_parallel_cannot_hold_every_request_thread(pages, monkeypatch):
     client = make_app().test_client()
     held = [
         ui_session._SLOWED.acquire(blocking=False) for _ in range(ui_session.MAX_SLOWED_AT_ONCE)
@@ -325,7 +325,7 @@ def test_req_wrong_tokens_in_parallel_cannot_hold_every_request_thread(pages, mo
     assert "wait a few seconds" in response.get_data(as_text=True)
 
 
-def test_req_the_run_list_pages_on_with_its_filters(pages, monkeypatch):
+def test_the_run_list_pages_on_with_its_filters(pages, monkeypatch):
     seen = []
 
     def listing(db, filters, key):
@@ -347,7 +347,7 @@ def test_req_the_run_list_pages_on_with_its_filters(pages, monkeypatch):
     assert seen[-1].cursor == "sealed.cursor" and seen[-1].statuses == ("FAILED", "RUNNING")
 
 
-def test_req_filters_the_list_does_not_understand_are_named_not_fatal(pages):
+def test_filters_the_list_does_not_understand_are_named_not_fatal(pages):
     client = make_app().test_client()
     sign_in(client)
     response = client.get("/ui/runs?status=BOGUS")

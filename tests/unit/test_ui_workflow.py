@@ -51,7 +51,7 @@ EXECUTION = {
 }
 
 
-def test_req_workflow_shape_orders_tasks_counts_attempts_and_converts_times():
+def test_workflow_shape_orders_tasks_counts_attempts_and_converts_times():
     shaped = workflow_view.shape(EXECUTION)
     assert list(shaped) == ["workflow_id", "status", "start_time", "end_time", "tasks"]
     assert shaped["workflow_id"] == "wf-1"
@@ -93,7 +93,7 @@ def run_view(workflow_id):
     return RunView(run=run, history=[])
 
 
-def test_req_a_run_without_a_workflow_answers_nulls_and_asks_conductor_nothing(monkeypatch):
+def test_a_run_without_a_workflow_answers_nulls_and_asks_conductor_nothing(monkeypatch):
     monkeypatch.setattr(services, "get_run", lambda db, run_id: run_view(None))
     conductor = Conductor(AssertionError("not to be called"))
     assert services.get_run_workflow(None, conductor, "x") == {
@@ -106,14 +106,14 @@ def test_req_a_run_without_a_workflow_answers_nulls_and_asks_conductor_nothing(m
     assert conductor.asked == []
 
 
-def test_req_a_workflow_conductor_no_longer_has_is_workflow_not_found(monkeypatch):
+def test_a_workflow_conductor_no_longer_has_is_workflow_not_found(monkeypatch):
     monkeypatch.setattr(services, "get_run", lambda db, run_id: run_view("wf-gone"))
     gone = ConductorUnavailable("404", details=[{"status_code": 404}])
     with pytest.raises(WorkflowNotFound, match="wf-gone"):
         services.get_run_workflow(None, Conductor(gone), "x")
 
 
-def test_req_conductor_down_stays_conductor_unavailable(monkeypatch):
+def test_conductor_down_stays_conductor_unavailable(monkeypatch):
     monkeypatch.setattr(services, "get_run", lambda db, run_id: run_view("wf-1"))
     down = ConductorUnavailable("Conductor is down", details=[{"status_code": 502}])
     with pytest.raises(ConductorUnavailable) as raised:
@@ -121,7 +121,7 @@ def test_req_conductor_down_stays_conductor_unavailable(monkeypatch):
     assert not isinstance(raised.value, WorkflowNotFound)
 
 
-def test_req_the_workflow_of_a_run_is_read_by_its_id(monkeypatch):
+def test_the_workflow_of_a_run_is_read_by_its_id(monkeypatch):
     monkeypatch.setattr(services, "get_run", lambda db, run_id: run_view("wf-1"))
     conductor = Conductor(EXECUTION)
     assert services.get_run_workflow(None, conductor, "x")["status"] == "FAILED"
