@@ -1,6 +1,6 @@
 """Hostile path prefixes over HTTP: the running gateway answers 422 and writes nothing.
 
-The same strategies as the unit properties of gateway.validation (tests/hostile_prefixes.py):
+The same strategies as the unit properties of gateway.path_prefixes (tests/hostile_prefixes.py):
 traversal in any encoding, backslashes, NUL and other control characters, user-info,
 schemes outside ALLOWED_PATH_SCHEMES and internal addresses. Other runs may be written
 to the same database meanwhile (the workers, other tests), so "nothing written" is checked
