@@ -13,11 +13,12 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from batchcore.errors import ValidationFailed
+from batchcore.runs.model import NewRun
 
 from .connections import body_read
 from .errors import InvalidJson
 from .problems import Detail, problem, quoted, raise_if_any, unknown_problems
-from .validation import RunRequest, parse_run_request
+from .validation import parse_run_request
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # 1 to 255 printable ASCII characters (the column allows 255; headers are ASCII).
@@ -31,7 +32,7 @@ _READ_CHUNK_BYTES = 64 * 1024
 class Submission(NamedTuple):
     """A POST's valid body, its Idempotency-Key (or None) and the seconds it may wait."""
 
-    run_request: RunRequest
+    run_request: NewRun
     idempotency_key: str | None
     wait_seconds: float
 

@@ -20,11 +20,9 @@ from batchcore.conductor import WorkflowNotStarted
 from batchcore.db import CONNECTION_ERRORS, Database
 from batchcore.errors import ConductorUnavailable, DatabaseUnavailable, NotFound, ValidationFailed
 from batchcore.runs import lifecycle, workflow
-from batchcore.runs.model import REQUEST_FIELDS, NewRun, Run, Transition
+from batchcore.runs.model import NewRun, Run, Transition
 from batchcore.runs.store import RunStore
 from batchcore.setting_checks import DEFAULT_TOKEN_NAME
-
-from .validation import RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +87,7 @@ def run_url(run_id: uuid.UUID | str) -> str:
 def submit_run(
     db: Database,
     conductor,
-    request: RunRequest,
+    request: NewRun,
     idempotency_key: str | None = None,
     wait_seconds: float = 0.0,
     *,
@@ -106,11 +104,7 @@ def submit_run(
     workflow the run is stored FAILED with the reason and RunNotStarted names it.
     """
     store = RunStore(db)
-    new = NewRun(
-        **{name: getattr(request, name) for name in REQUEST_FIELDS},
-        idempotency_key=idempotency_key,
-        submitted_by=submitted_by,
-    )
+    new = dataclasses.replace(request, idempotency_key=idempotency_key, submitted_by=submitted_by)
     pipeline, run, created = store.create_run(new, admit=lambda found: _admit(found, request))
     if created:
         run = _start_workflow(store, conductor, pipeline, run)
@@ -133,7 +127,7 @@ def submit_run(
     return AcceptedRun(run=run.to_dict(), history=history, created=created)
 
 
-def _admit(pipeline: dict | None, request: RunRequest) -> None:
+def _admit(pipeline: dict | None, request: NewRun) -> None:
     """Refuse a request for a pipeline the catalog lacks, has disabled, or runs otherwise."""
     if pipeline is None:
         raise PipelineNotFound(

@@ -26,13 +26,11 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
-from typing import Any
 
 from batchcore.errors import ValidationFailed
 from batchcore.notifications.urls import url_problems
 from batchcore.runs import lifecycle
-from batchcore.runs.model import REQUEST_FIELDS
+from batchcore.runs.model import REQUEST_FIELDS, NewRun
 
 from .path_prefixes import relation_problems, validate_path_prefix
 from .problems import (
@@ -62,18 +60,6 @@ MAX_CURSOR_LENGTH = 512
 _LIMIT_RE = re.compile(r"-?[0-9]+", re.ASCII)
 
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """A run request whose fields passed every check of `parse_run_request`."""
-
-    pipeline: str
-    mode: str
-    input_path_prefix: str
-    output_path_prefix: str
-    parameters: dict[str, Any] = dataclass_field(default_factory=dict, hash=False)
-    notify_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,8 +172,8 @@ def parse_run_request(
     body: object,
     allowed_schemes: frozenset[str],
     allowed_webhook_hosts: frozenset[str] = frozenset(),
-) -> RunRequest:
-    """The body of POST /api/v1/pipeline-runs as a RunRequest, or ValidationFailed
+) -> NewRun:
+    """The body of POST /api/v1/pipeline-runs as a NewRun, or ValidationFailed
     naming every bad field. `allowed_schemes` comes from ALLOWED_PATH_SCHEMES,
     `allowed_webhook_hosts` from WEBHOOK_ALLOWED_HOSTS."""
     if not isinstance(body, dict):
@@ -244,14 +230,8 @@ def parse_run_request(
     details.extend(unknown_problems(body, REQUEST_FIELDS, "field", "body"))
 
     raise_if_any(details, "request", "field")
-    return RunRequest(
-        pipeline=body["pipeline"],
-        mode=body["mode"],
-        input_path_prefix=body["input_path_prefix"],
-        output_path_prefix=body["output_path_prefix"],
-        parameters=parameters,
-        notify_url=notify_url,
-    )
+    # The request's fields become the run's, one by one: a new field needs no line here.
+    return NewRun(**{name: body[name] for name in REQUEST_FIELDS if name in body})
 
 
 # ------------------------------------------------------------------------ list filters

@@ -53,7 +53,7 @@ class NewRun:
     mode: str
     input_path_prefix: str
     output_path_prefix: str
-    parameters: dict = field(default_factory=dict)
+    parameters: dict = field(default_factory=dict, hash=False)
     idempotency_key: str | None = None
     # Last, so positional callers are unchanged and it is the last request field.
     notify_url: str | None = None

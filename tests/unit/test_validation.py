@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
 from batchcore.errors import ValidationFailed
+from batchcore.runs.model import NewRun
 from gateway.inputs import parse_wait
 from gateway.path_prefixes import MAX_PATH_LENGTH, validate_path_prefix
 from gateway.validation import (
     MAX_PARAMETERS_BYTES,
     MAX_PARAMETERS_DEPTH,
     ListFilters,
-    RunRequest,
     parse_list_filters,
     parse_run_request,
 )
@@ -306,7 +306,7 @@ def test_length_boundary() -> None:
 
 
 def test_valid_request_is_parsed() -> None:
-    assert parse_run_request(body(), SCHEMES) == RunRequest(
+    assert parse_run_request(body(), SCHEMES) == NewRun(
         pipeline="demo-pipeline",
         mode="BATCH",
         input_path_prefix="s3://bucket/in/",
