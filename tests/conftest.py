@@ -59,14 +59,18 @@ def _admin(stack_env):
 def template_database(stack_env) -> Iterator[str]:
     """A freshly migrated template database of this test session's own, dropped at its end."""
     name = f"{TEMPLATE_PREFIX}_{uuid.uuid4().hex[:12]}"
+    _admin_execute(stack_env, f"CREATE DATABASE {name} OWNER pipelines")
+    migrate.apply(_with_db(stack_env["DATABASE_URL"], name))
+    yield name
+    _admin_execute(stack_env, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _admin_execute(stack_env, statement: str) -> None:
+    # A connection per statement: tests restart PostgreSQL, so a held one may be gone.
     conn = _admin(stack_env)
     try:
         with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name} OWNER pipelines")
-        migrate.apply(_with_db(stack_env["DATABASE_URL"], name))
-        yield name
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            cur.execute(statement)
     finally:
         conn.close()
 
@@ -77,15 +81,11 @@ def scratch_database(stack_env, prefix: str, template: str | None = None) -> Ite
     dropped afterwards; yields its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     clone = f" TEMPLATE {template}" if template else ""
-    conn = _admin(stack_env)
+    _admin_execute(stack_env, f"CREATE DATABASE {name}{clone} OWNER pipelines")
     try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name}{clone} OWNER pipelines")
         yield _with_db(stack_env["DATABASE_URL"], name)
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
-        conn.close()
+        _admin_execute(stack_env, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

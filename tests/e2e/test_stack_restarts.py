@@ -69,8 +69,12 @@ def test_req_5_3_conductor_stopped_gives_503_and_a_failed_row_then_recovers(api,
     assert ready.status_code == 503
     run = api.get_run(run_id)
     assert run["status"] == "FAILED"
-    assert "Conductor at" in run["error_message"]
-    assert run["error_details"]["conductor_url"] == stack_env["CONDUCTOR_SERVER_URL"]
+    assert run["error_message"] == "Conductor could not be reached; the run was not started"
+    assert run["error_details"]["code"] == "conductor_unavailable"
+    # Clients get a sentence and a code, never the orchestrator's address (issue 12.11).
+    conductor_host = stack_env["CONDUCTOR_SERVER_URL"].split("//", 1)[1].split("/", 1)[0]
+    assert conductor_host not in resp.text
+    assert conductor_host not in str(run)
     assert run["history"][-1]["source"] == "gateway"
     await_true(http_ready(f"{stack_env['GATEWAY_URL']}/readyz"), 120, "the gateway to be ready")
     again = api.post_run(run_body())
