@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from scripts import demo_report
 from stack import config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -253,7 +254,7 @@ def test_show_output_cuts_a_long_manifest(tmp_path):
     demo.show_output(output_dir.as_uri(), out)
 
     manifest_part = out.getvalue().split("_manifest.json:\n", 1)[1].splitlines()
-    assert len(manifest_part) == demo.MANIFEST_MAX_LINES + 1
+    assert len(manifest_part) == demo_report.MANIFEST_MAX_LINES + 1
     assert re.fullmatch(r"  … \d+ more lines in .*_manifest\.json", manifest_part[-1])
 
 
@@ -327,7 +328,7 @@ def test_prepare_dirs_copies_the_samples_next_to_a_fresh_output(tmp_path):
     body = demo.run_body(input_dir, output_dir)
     assert body["input_path_prefix"] == input_dir.as_uri()
     assert body["output_path_prefix"].startswith("file:///")
-    assert demo.local_dir(body["output_path_prefix"]) == output_dir
+    assert demo_report.local_dir(body["output_path_prefix"]) == output_dir
 
 
 def test_the_sample_files_exist_and_are_small():
@@ -365,7 +366,7 @@ def mock_submission(requests_mock, get_answers):
 def test_main_follows_a_run_to_completion_and_reports_it(stack_dir, requests_mock, capsys):
     def completed(request, context):
         body = requests_mock.request_history[1].json()
-        write_manifest(demo.local_dir(body["output_path_prefix"]))
+        write_manifest(demo_report.local_dir(body["output_path_prefix"]))
         return run_json("COMPLETED", "wb-1", **body)
 
     mock_submission(requests_mock, [*answers(run_json("RUNNING", "wb-1")), {"json": completed}])
