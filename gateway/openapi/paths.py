@@ -6,7 +6,7 @@ from batchcore.runs import lifecycle
 
 from .. import validation
 from ..inputs import IDEMPOTENCY_HEADER, MAX_WAIT_SECONDS
-from .schemas import PIPELINE_NAME, STATUS, error
+from .schemas import PIPELINE_NAME, RUN_ID_PARAMETER, STATUS, error
 
 
 def _json(schema_name: str, description: str, headers: dict | None = None) -> dict:
@@ -176,15 +176,7 @@ PATHS = {
             "operationId": "getPipelineRun",
             "summary": "One run with its history",
             "security": _SECURED,
-            "parameters": [
-                {
-                    "name": "run_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                    "description": "The run's UUID (anything else is a 404)",
-                }
-            ],
+            "parameters": [RUN_ID_PARAMETER],
             "responses": {
                 "200": _json("Run", "The run"),
                 "404": error("No run has this id (code run_not_found); the message names it"),
@@ -200,15 +192,7 @@ PATHS = {
             " (just created, or stored FAILED because Conductor could not start it) answers"
             " 200 with workflow_id, status, start_time and end_time null and no tasks.",
             "security": _SECURED,
-            "parameters": [
-                {
-                    "name": "run_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                    "description": "The run's UUID (anything else is a 404)",
-                }
-            ],
+            "parameters": [RUN_ID_PARAMETER],
             "responses": {
                 "200": _json("Workflow", "The workflow and its tasks, in the order scheduled"),
                 "404": error(

@@ -12,6 +12,14 @@ from ..path_prefixes import BUCKET_SCHEMES, CONTAINER_AT_ACCOUNT_SCHEMES, MAX_PA
 from ..rendering import PIPELINE_FIELDS
 
 STATUS = {"type": "string", "enum": list(lifecycle.ALL)}
+# The {run_id} of every run route.
+RUN_ID_PARAMETER = {
+    "name": "run_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The run's UUID (anything else is a 404)",
+}
 _TIMESTAMP = {
     "type": "string",
     "format": "date-time",

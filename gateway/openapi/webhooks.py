@@ -5,7 +5,7 @@ from __future__ import annotations
 from batchcore.notifications.signing import EVENT_TYPE
 
 from ..notifications_view import ATTEMPT_FIELDS, NOTIFICATION_FIELDS
-from .schemas import _RUN_PROPERTIES, _TIMESTAMP, STATUS, _nullable
+from .schemas import _RUN_PROPERTIES, _TIMESTAMP, RUN_ID_PARAMETER, STATUS, _nullable
 
 _SIGNED_HEADERS = {
     "webhook-id": {
@@ -139,15 +139,7 @@ def notifications_path(secured: list, errors: dict, json_response, error) -> dic
             "description": "Oldest first; a run without notify_url has none. State pending"
             " (next_attempt_at says when), delivered or given_up.",
             "security": secured,
-            "parameters": [
-                {
-                    "name": "run_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                    "description": "The run's UUID (anything else is a 404)",
-                }
-            ],
+            "parameters": [RUN_ID_PARAMETER],
             "responses": {
                 "200": json_response("NotificationList", "The run's notifications"),
                 "404": error("No run has this id (code run_not_found)"),
