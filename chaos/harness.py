@@ -21,6 +21,19 @@ TERMINAL = ("COMPLETED", "FAILED")
 SIM_TO_RUN = {"SUCCEEDED": "COMPLETED", "FAILED": "FAILED", "CANCELLED": "FAILED"}
 
 
+def run_body(simulate: dict, **extra: object) -> dict:
+    """A demo-batch run with prefixes of its own and the simulator's instructions."""
+    tag = uuid.uuid4().hex
+    return {
+        "pipeline": "demo-batch",
+        "mode": "BATCH",
+        "input_path_prefix": f"s3://chaos-in/{tag}",
+        "output_path_prefix": f"s3://chaos-out/{tag}",
+        "parameters": {"simulate": simulate},
+        **extra,
+    }
+
+
 class Stack:
     """The running local stack: its endpoints, processes and simulator."""
 
@@ -159,14 +172,7 @@ class Load:
             w.join()
 
     def _one(self, lock: threading.Lock) -> None:
-        tag = uuid.uuid4().hex
-        body = {
-            "pipeline": "demo-batch",
-            "mode": "BATCH",
-            "input_path_prefix": f"s3://chaos-in/{tag}",
-            "output_path_prefix": f"s3://chaos-out/{tag}",
-            "parameters": {"simulate": self.simulate},
-        }
+        body = run_body(self.simulate)
         started = time.monotonic()
         try:
             resp = self.stack.session.post(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.webhook_receiver import Receiver
 
-from .harness import Stack, verify
+from .harness import Stack, run_body, verify
 
 
 def _free_port() -> int:
@@ -22,15 +21,7 @@ def _free_port() -> int:
 def _submit(stack: Stack, url: str, count: int, rate: float) -> list[str]:
     accepted = []
     for _ in range(count):
-        tag = uuid.uuid4().hex
-        body = {
-            "pipeline": "demo-batch",
-            "mode": "BATCH",
-            "input_path_prefix": f"s3://chaos-in/{tag}",
-            "output_path_prefix": f"s3://chaos-out/{tag}",
-            "parameters": {"simulate": {"duration_seconds": 2}},
-            "notify_url": url,
-        }
+        body = run_body({"duration_seconds": 2}, notify_url=url)
         resp = stack.session.post(f"{stack.gateway}/api/v1/pipeline-runs", json=body, timeout=40)
         if resp.status_code == 202:
             accepted.append(resp.json()["id"])
