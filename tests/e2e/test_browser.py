@@ -56,7 +56,10 @@ def assert_accessible(watched: support.Watched, what: str) -> None:
 
 def test_sign_in_list_filter_and_sign_out(watched, token, api, gateway):
     page = watched.page
-    api.post_run(run_body(), wait=5)  # at least one run to list
+    created = api.post_run(run_body(parameters={"simulate": {"duration_seconds": 1}}))
+    assert created.status_code == 202, created.text
+    # The filter below needs at least one COMPLETED demo-batch run, even on a fresh stack.
+    api.await_status(created.json()["id"], "COMPLETED", timeout=90)
     page.goto(f"{gateway}/ui/runs")
     expect(page).to_have_url(re.compile(r"/ui/login\?next="))
     assert_accessible(watched, "the sign-in page")
@@ -79,7 +82,9 @@ def test_sign_in_list_filter_and_sign_out(watched, token, api, gateway):
     page.get_by_label("Pipeline").select_option("demo-batch")
     page.get_by_role("button", name="Filter").click()
     expect(page).to_have_url(re.compile(r"status=COMPLETED.*pipeline=demo-batch"))
-    statuses = page.locator("table.runs tbody td[data-label=Status]").all_inner_texts()
+    cells = page.locator("table.runs tbody td[data-label=Status]")
+    expect(cells.first).to_be_visible()
+    statuses = cells.all_inner_texts()
     assert statuses and set(statuses) == {"COMPLETED"}
     counted = page.get_by_role("navigation", name="Runs by status").get_by_role("link")
     expect(counted.filter(has_text="COMPLETED")).to_have_attribute("aria-current", "true")
