@@ -10,23 +10,27 @@ SUBMITTED = "SUBMITTED"
 RUNNING = "RUNNING"
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
+CANCELLED = "CANCELLED"
 
-ALL = (PENDING, SUBMITTED, RUNNING, COMPLETED, FAILED)
-TERMINAL = frozenset({COMPLETED, FAILED})
+ALL = (PENDING, SUBMITTED, RUNNING, COMPLETED, FAILED, CANCELLED)
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 ACTIVE = frozenset({SUBMITTED, RUNNING})
 
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
-    PENDING: frozenset({SUBMITTED, FAILED}),
-    SUBMITTED: frozenset({RUNNING, COMPLETED, FAILED}),
-    RUNNING: frozenset({COMPLETED, FAILED}),
+    PENDING: frozenset({SUBMITTED, FAILED, CANCELLED}),
+    SUBMITTED: frozenset({RUNNING, COMPLETED, FAILED, CANCELLED}),
+    RUNNING: frozenset({COMPLETED, FAILED, CANCELLED}),
     COMPLETED: frozenset(),
     FAILED: frozenset(),
+    CANCELLED: frozenset(),
 }
 
 # How far along each status is: the poller only ever moves a run forward.
-ORDER = {PENDING: 0, SUBMITTED: 1, RUNNING: 2, COMPLETED: 3, FAILED: 3}
+ORDER = {PENDING: 0, SUBMITTED: 1, RUNNING: 2, COMPLETED: 3, FAILED: 3, CANCELLED: 3}
 
-# The Workbench's job statuses and the run status each one means.
+# The Workbench's job statuses and the run status each one means. A job cancelled at the
+# Workbench by someone else fails the run; a cancel this service sent is judged by its reason
+# (batchcore.runs.cancelling).
 WORKBENCH_TO_RUN: dict[str, str] = {
     "QUEUED": SUBMITTED,
     "RUNNING": RUNNING,

@@ -39,6 +39,12 @@ PUBLIC_FIELDS = (
     "notify_url",
     # The name of the API token that created the run (issue 13).
     "submitted_by",
+    # Cancelling, re-running, deadlines and freshness (issue 13).
+    "cancel_requested_at",
+    "cancel_requested_by",
+    "deadline_at",
+    "rerun_of",
+    "status_checked_at",
 )
 # An audit event's public JSON field names.
 # actor: who caused the event (the token's name for API actions, else the component's).
@@ -115,6 +121,15 @@ class Run:
     workflow_checked_at: datetime | None = None
     notify_url: str | None = None
     submitted_by: str | None = None
+    # Cancelling, deadlines, re-running, freshness (migration 0011).
+    cancel_requested_at: datetime | None = None
+    cancel_requested_by: str | None = None
+    cancel_reason: str | None = None
+    cancel_sent_at: datetime | None = None
+    submit_started_at: datetime | None = None
+    deadline_at: datetime | None = None
+    rerun_of: uuid.UUID | None = None
+    status_checked_at: datetime | None = None
     # The pipeline's Conductor workflow, when the query joined the catalog.
     workflow_name: str | None = None
     workflow_version: int | None = None

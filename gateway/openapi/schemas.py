@@ -136,6 +136,21 @@ _RUN_FIELD_SCHEMAS = {
         " entries are name:token; a bare token is named default)",
         "example": "default",
     },
+    "cancel_requested_at": _nullable(
+        {**_TIMESTAMP, "description": "When a cancel was asked for (by a client or a deadline)"}
+    ),
+    "cancel_requested_by": _nullable(
+        {"type": "string", "description": "Who asked for the cancel: a token's name, or poller"}
+    ),
+    "deadline_at": _nullable(
+        {**_TIMESTAMP, "description": "When an active run has its job cancelled and fails"}
+    ),
+    "rerun_of": _nullable(
+        {"type": "string", "format": "uuid", "description": "The run this one re-runs"}
+    ),
+    "status_checked_at": _nullable(
+        {**_TIMESTAMP, "description": "When the Workbench last confirmed the run's status"}
+    ),
 }
 # In the order the API renders them; a public field without a schema fails at import.
 _RUN_PROPERTIES = {name: _RUN_FIELD_SCHEMAS[name] for name in PUBLIC_FIELDS}
