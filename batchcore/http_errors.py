@@ -17,6 +17,7 @@ __all__ = [
     "READ_TIMEOUT",
     "UNDECODABLE",
     "UNREACHABLE",
+    "URL_IN_TEXT",
     "connection_reason",
     "excerpt",
     "safe_url",
@@ -123,7 +124,7 @@ def safe_url(url: str) -> str:
 
 
 # A URL inside free text (an error page, a message): scheme, then up to a space or a quote.
-_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,15}://[^\s\"'<>]+")
+URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,15}://[^\s\"'<>]+")
 
 
 def scrub_urls(text: str) -> str:
@@ -135,4 +136,4 @@ def scrub_urls(text: str) -> str:
         except ValueError:  # e.g. an unclosed IPv6 bracket: nothing of it is kept
             return "[url]"
 
-    return _URL_IN_TEXT.sub(cut, text)
+    return URL_IN_TEXT.sub(cut, text)

@@ -1,15 +1,19 @@
-"""What each Workbench failure means: a WorkbenchError naming the URL and the fix, never the token.
+"""What each Workbench failure means: a WorkbenchError saying what failed and the fix.
 
 ``transient`` says whether retrying may help, ``kind`` names the failure class; the decisions
 for transport failures, non-2xx statuses and answers that break the contract are all here.
+The message reaches API clients (a run's error, its poll error, its workflow's task reason), so
+it names no address: the URL, redacted, is in the details, which reach only the logs and the
+audit trail. The token is never in either.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -19,6 +23,7 @@ from batchcore.http_errors import (
     CONNECT_TIMEOUT,
     READ_TIMEOUT,
     UNDECODABLE,
+    URL_IN_TEXT,
     excerpt,
     safe_url,
     scrub_urls,
@@ -59,6 +64,8 @@ KIND_UNKNOWN_STATUS = "unknown_status"  # a status the contract lacks (CANCELLIN
 EXCERPT_CHARS = 200
 
 _REDACTED = "[redacted]"
+# Stands for the Workbench's own address in a message (an error page that names its URL).
+_OWN_ADDRESS = "[the Workbench API]"
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,8 @@ class Call:
     method: str
     path: str
 
-    @property
-    def where(self) -> str:
-        return f"Workbench API at {safe_url(self.base_url)}"
+    # The subject of every message: no address, which clients must not see.
+    where = "The Workbench API"
 
     def details(self, **facts: Any) -> list[dict[str, Any]]:
         """The error's details: the call, then each fact that is known."""
@@ -88,6 +94,15 @@ class Call:
         """``text`` without the token, and each URL in it without user-info or query."""
         text = text.replace(self.token, _REDACTED) if self.token in text else text
         return scrub_urls(text)
+
+    def for_message(self, text: str) -> str:
+        """``text`` redacted, the Workbench's own URLs in it replaced by a name."""
+        own = _origin(self.base_url)
+
+        def hide(match: re.Match[str]) -> str:
+            return _OWN_ADDRESS if _origin(match.group(0)) == own else match.group(0)
+
+        return URL_IN_TEXT.sub(hide, self.redact(text))
 
     def transport_error(
         self,
@@ -111,7 +126,7 @@ class Call:
             transient, kind = False, KIND_MALFORMED
             message = f"{self.where} sent an answer that {reason}"
         else:
-            message = f"{self.where} unreachable: {reason}"
+            message = f"{self.where} is unreachable: {reason}"
         details = self.details(exception=type(exc).__name__)
         return WorkbenchError(message, transient=transient, kind=kind, details=details)
 
@@ -145,9 +160,9 @@ class Answer:
         if 300 <= status < 400:
             target = self._redirect_target()
             message = (
-                f"Workbench API at {safe_url(self.call.base_url + self.call.path)} answered a "
-                f"redirect to {target} (HTTP {status}); redirects are not followed so the token "
-                "is not sent elsewhere; set WORKBENCH_API_URL to the final address"
+                f"{where} answered {self.call.method} {self.call.path} with a redirect "
+                f"(HTTP {status}); redirects are not followed so the token is not sent "
+                "elsewhere; set WORKBENCH_API_URL to the final address"
             )
             return error(message, False, KIND_REDIRECT, location=target)
         if status == 429:
@@ -164,10 +179,8 @@ class Answer:
             if status in (401, 403):
                 hint = "; check WORKBENCH_API_TOKEN"
             elif status in (404, 405):
-                hint = f"; check WORKBENCH_API_URL ({safe_url(self.call.base_url)})"
-            message = (
-                f"Workbench API rejected {what} (HTTP {status}): {self._error_sentence()}{hint}"
-            )
+                hint = "; check WORKBENCH_API_URL"
+            message = f"{where} rejected {what} (HTTP {status}): {self._error_sentence()}{hint}"
             kind = KIND_UNAUTHORIZED if status in (401, 403) else KIND_REJECTED
             return error(message, False, kind)
         message = f"{where} answered with an unexpected HTTP status {status}"
@@ -193,9 +206,12 @@ class Answer:
         )
 
     def _excerpt(self) -> str:
-        raw = self.body
-        text = raw[: EXCERPT_CHARS * 8].decode(self.response.encoding or "utf-8", errors="replace")
-        return excerpt(self.call.redact(text), EXCERPT_CHARS)
+        return excerpt(self.call.redact(self._text()), EXCERPT_CHARS)
+
+    def _text(self) -> str:
+        """The start of the body as text, enough for an excerpt."""
+        raw = self.body[: EXCERPT_CHARS * 8]
+        return raw.decode(self.response.encoding or "utf-8", errors="replace")
 
     def _error_sentence(self) -> str:
         """The error sentence from a JSON error body, or an excerpt of the body."""
@@ -209,8 +225,8 @@ class Answer:
                 if isinstance(value, dict):
                     value = value.get("message") or value.get("detail")
                 if isinstance(value, str) and value.strip():
-                    return excerpt(self.call.redact(value), EXCERPT_CHARS)
-        return self._excerpt() or "(empty body)"
+                    return excerpt(self.call.for_message(value), EXCERPT_CHARS)
+        return excerpt(self.call.for_message(self._text()), EXCERPT_CHARS) or "(empty body)"
 
     def _redirect_target(self) -> str:
         location = self.response.headers.get("Location")
@@ -249,3 +265,17 @@ class Answer:
                 f"status {excerpt(status, 50)!r} is not one of {known}", KIND_UNKNOWN_STATUS
             )
         return status
+
+
+def _origin(url: str) -> tuple[str, str] | None:
+    """(scheme, host:port) of ``url``, the default port filled in; None when it has no host."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    scheme = parts.scheme.lower()
+    port = port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, f"{parts.hostname.lower()}:{port}"

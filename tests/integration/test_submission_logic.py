@@ -50,9 +50,11 @@ def test_req_5_1_unreachable_workbench_is_transient_and_says_so(database):
 
     run = make_run(database)
     client = WorkbenchClient("http://127.0.0.1:9", "token-123", connect_timeout=1)
-    with pytest.raises(submission.TransientFailure, match="127.0.0.1:9 unreachable"):
+    with pytest.raises(submission.TransientFailure) as failed:
         submission.submit(RunStore(database), client, str(run["id"]))
     client.close()
+    # Conductor shows this reason to API clients: it says what failed, naming no address.
+    assert str(failed.value) == "The Workbench API is unreachable: connection refused"
 
 
 def test_req_5_3_a_missing_run_or_terminal_run_fails_terminally(database, workbench_client):
@@ -102,7 +104,7 @@ def test_req_2_3_persist_refuses_another_job_id_for_a_submitted_run(database):
 
 def test_req_2_5_failed_submission_stores_the_reason_and_details(database):
     run = make_run(database)
-    reason = "Workbench API at http://127.0.0.1:9 unreachable: connection refused"
+    reason = "The Workbench API is unreachable: connection refused"
     submission.persist(
         RunStore(database),
         str(run["id"]),

@@ -358,7 +358,7 @@ def test_a_dns_failure_is_worded_as_the_workbench_client_words_it(client, reques
         workbench.get_job("j1")
     phrase = "unreachable: its host name could not be resolved (DNS)"
     assert conductor_failed.value.message == f"Conductor at {BASE} {phrase}"
-    assert workbench_failed.value.message == f"Workbench API at http://workbench.test {phrase}"
+    assert workbench_failed.value.message == f"The Workbench API is {phrase}"
 
 
 def test_decide_asks_conductor_to_evaluate_the_workflow_once(client, requests_mock):

@@ -145,7 +145,8 @@ def test_404_is_not_found(client, requests_mock):
     requests_mock.post(CANCEL, status_code=404, json={"error": "no such job"})
     err = raised(lambda: client.cancel_job(JOB))
     assert (err.transient, err.kind, err.status_code) == (False, "not_found", 404)
-    assert JOB in err.message and BASE in err.message
+    assert err.message == f"The Workbench API has no job {JOB} (HTTP 404)"
+    assert err.details[0]["url"] == CANCEL
 
 
 @pytest.mark.parametrize("code", [401, 403])
@@ -162,7 +163,7 @@ def test_other_4xx_are_rejected_with_the_body_message(client, requests_mock, cod
     err = raised(lambda: client.cancel_job(JOB))
     assert (err.transient, err.kind, err.status_code) == (False, "rejected", code)
     assert err.message.startswith(
-        f"Workbench API rejected the cancel request for job {JOB} (HTTP {code}): cannot cancel"
+        f"The Workbench API rejected the cancel request for job {JOB} (HTTP {code}): cannot cancel"
     )
 
 

@@ -50,10 +50,16 @@ def assert_no_token(err: WorkbenchError) -> None:
     assert isinstance(err.details[0], dict)
 
 
+def assert_no_address(err: WorkbenchError) -> None:
+    """The message reaches API clients: it names no address of the Workbench (issue 12.11)."""
+    assert "workbench.test" not in err.message and "127.0.0.1" not in err.message
+
+
 def raised(call) -> WorkbenchError:
     with pytest.raises(WorkbenchError) as info:
         call()
     assert_no_token(info.value)
+    assert_no_address(info.value)
     return info.value
 
 
@@ -283,20 +289,22 @@ def test_get_job_needs_an_id(client, job_id):
 # --------------------------------------------------------------------------- transport errors
 
 
-def test_connect_timeout_is_transient_and_names_the_url(client, requests_mock):
+def test_connect_timeout_is_transient_and_names_the_url_in_details_only(client, requests_mock):
     requests_mock.post(JOBS, exc=requests.exceptions.ConnectTimeout)
     err = raised(lambda: submit(client))
     assert (err.transient, err.kind, err.status_code) == (True, "timeout", None)
-    assert BASE in err.message and "did not answer within 3.05 s" in err.message
+    assert err.message.startswith("The Workbench API did not answer within 3.05 s")
+    assert err.details[0]["url"] == JOBS
     assert err.details[0]["exception"] == "ConnectTimeout"
     assert err.details[0]["method"] == "POST" and err.details[0]["path"] == "/jobs"
 
 
-def test_read_timeout_is_transient_and_names_the_url(client, requests_mock):
+def test_read_timeout_is_transient_and_names_the_url_in_details_only(client, requests_mock):
     requests_mock.get(f"{JOBS}/wb-1", exc=requests.exceptions.ReadTimeout)
     err = raised(lambda: client.get_job("wb-1"))
     assert (err.transient, err.kind) == (True, "timeout")
-    assert f"Workbench API at {BASE} did not answer within 10.0 s" in err.message
+    assert err.message == "The Workbench API did not answer within 10.0 s"
+    assert err.details[0]["url"] == f"{JOBS}/wb-1"
     assert err.details[0]["exception"] == "ReadTimeout"
 
 
@@ -304,7 +312,7 @@ def test_plain_connection_error_is_transient(client, requests_mock):
     requests_mock.post(JOBS, exc=requests.exceptions.ConnectionError)
     err = raised(lambda: submit(client))
     assert (err.transient, err.kind) == (True, "connection")
-    assert f"Workbench API at {BASE} unreachable" in err.message
+    assert err.message.startswith("The Workbench API is unreachable")
     assert err.details[0]["exception"] == "ConnectionError"
 
 
@@ -318,7 +326,7 @@ def test_connection_refused_is_named(client, requests_mock):
     reason.__cause__ = ConnectionRefusedError(111, "Connection refused")
     requests_mock.post(JOBS, exc=_wrapped(reason))
     err = raised(lambda: submit(client))
-    assert err.message == f"Workbench API at {BASE} unreachable: connection refused"
+    assert err.message == "The Workbench API is unreachable: connection refused"
     assert (err.transient, err.kind) == (True, "connection")
 
 
@@ -353,7 +361,8 @@ def test_really_refused_connection(monkeypatch):
     base = f"http://127.0.0.1:{port}"
     with WorkbenchClient(base, TOKEN, connect_timeout=2.0, read_timeout=2.0) as c:
         err = raised(lambda: c.get_job("wb-1"))
-    assert err.message == f"Workbench API at {base} unreachable: connection refused"
+    assert err.message == "The Workbench API is unreachable: connection refused"
+    assert err.details[0]["url"] == f"{base}/jobs/wb-1"
     assert (err.transient, err.kind) == (True, "connection")
 
 
@@ -370,7 +379,7 @@ def test_server_errors_are_transient(client, requests_mock, code):
         code,
         None,
     )
-    assert f"HTTP {code}" in err.message and BASE in err.message
+    assert err.message == f"The Workbench API failed with HTTP {code}: <html>upstream sad</html>"
     assert err.details[0]["status_code"] == code
     assert err.details[0]["body_excerpt"] == "<html>upstream sad</html>"
 
@@ -442,7 +451,7 @@ def test_client_errors_are_permanent_with_the_body_message(client, requests_mock
     err = raised(lambda: submit(client))
     kind = "unauthorized" if code in (401, 403) else "rejected"
     assert (err.transient, err.kind, err.status_code) == (False, kind, code)
-    assert err.message.startswith(f"Workbench API rejected the job (HTTP {code}): {said}")
+    assert err.message.startswith(f"The Workbench API rejected the job (HTTP {code}): {said}")
     assert requests_mock.call_count == 1
 
 
@@ -458,11 +467,32 @@ def test_an_echoed_token_is_redacted(client, requests_mock):
     assert "[redacted] is revoked" in err.message
 
 
+def test_issue_12_11_the_workbench_own_address_in_an_answer_stays_out_of_the_message(
+    client, requests_mock
+):
+    page = "upstream http://workbench.test:8090/jobs timed out; see HTTP://WORKBENCH.TEST:8090/x"
+    requests_mock.post(JOBS, status_code=502, text=page)
+    err = raised(lambda: submit(client))  # raised() asserts no address is in the message
+    assert err.message == (
+        "The Workbench API failed with HTTP 502: upstream [the Workbench API] timed out; "
+        "see [the Workbench API]"
+    )
+    assert err.details[0]["body_excerpt"].startswith("upstream http://workbench.test:8090/jobs")
+
+
+def test_issue_12_11_the_client_own_paths_in_a_rejection_stay_in_the_message(client, requests_mock):
+    said = "input s3://bucket/in/ is empty; other host http://docs.test/help"
+    requests_mock.post(JOBS, status_code=422, json={"error": said})
+    err = raised(lambda: submit(client))
+    assert err.message == f"The Workbench API rejected the job (HTTP 422): {said}"
+
+
 def test_404_on_get_job_is_not_found(client, requests_mock):
     requests_mock.get(f"{JOBS}/wb-9", status_code=404, json={"error": "no such job"})
     err = raised(lambda: client.get_job("wb-9"))
     assert (err.transient, err.kind, err.status_code) == (False, "not_found", 404)
-    assert "wb-9" in err.message and BASE in err.message
+    assert err.message == "The Workbench API has no job wb-9 (HTTP 404)"
+    assert err.details[0]["url"] == f"{JOBS}/wb-9"
 
 
 def test_404_on_submit_is_rejected_and_points_at_the_url(client, requests_mock):
@@ -489,15 +519,15 @@ def test_redirect_is_not_followed_and_is_permanent(client, requests_mock, code):
     assert len(requests_mock.request_history) == 1
     assert requests_mock.request_history[0].url == JOBS
     assert (err.transient, err.kind, err.status_code) == (False, "redirect", code)
-    assert f"Workbench API at {JOBS} answered a redirect to {elsewhere}" in err.message
-    assert "not followed" in err.message
-    assert err.details[0]["location"] == elsewhere
+    assert f"The Workbench API answered POST /jobs with a redirect (HTTP {code})" in err.message
+    assert "not followed" in err.message and "elsewhere.test" not in err.message
+    assert err.details[0]["location"] == elsewhere and err.details[0]["url"] == JOBS
 
 
 def test_redirect_without_location(client, requests_mock):
     requests_mock.get(f"{JOBS}/wb-1", status_code=302)
     err = raised(lambda: client.get_job("wb-1"))
-    assert err.kind == "redirect" and "no Location" in err.message
+    assert err.kind == "redirect" and err.details[0]["location"] == "(no Location header)"
 
 
 # --------------------------------------------------------------------------- malformed answers
@@ -519,7 +549,10 @@ def test_malformed_submit_answers_are_permanent(client, requests_mock, kwargs, p
     requests_mock.post(JOBS, status_code=201, **kwargs)
     err = raised(lambda: submit(client))
     assert (err.transient, err.kind, err.status_code) == (False, "malformed", 201)
-    assert problem in err.message and BASE in err.message
+    assert (
+        problem in err.message and "The Workbench API sent an answer to POST /jobs" in err.message
+    )
+    assert err.details[0]["url"] == JOBS
 
 
 @pytest.mark.parametrize(
