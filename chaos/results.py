@@ -9,16 +9,18 @@ import json
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "chaos.json"
-TOTALS = (
-    "runs_accepted",
-    "runs_terminal",
-    "runs_lost",
-    "duplicate_workbench_jobs",
-    "workflows_left_running",
-    "faults_injected",
-    "notifications_lost",
-    "notifications_out_of_order_runs",
-)
+# Each total and the scenario figure it sums (webhook_receiver_down's `out_of_order` is named
+# as issue 15 names it; its total says what is out of order).
+TOTALS = {
+    "runs_accepted": "runs_accepted",
+    "runs_terminal": "runs_terminal",
+    "runs_lost": "runs_lost",
+    "duplicate_workbench_jobs": "duplicate_workbench_jobs",
+    "workflows_left_running": "workflows_left_running",
+    "faults_injected": "faults_injected",
+    "notifications_lost": "notifications_lost",
+    "notifications_out_of_order": "out_of_order",
+}
 # Figures that are a worst case, not a count: the rounds' largest is kept, not their sum.
 WORST_CASE = ("slowest_answer_s",)
 
@@ -71,8 +73,8 @@ def merge(previous: dict, ran: dict[str, dict]) -> dict:
     for name, result in ran.items():
         figures.update({f"{name}.{key}": value for key, value in result.items()})
     names = scenarios_in(figures)
-    for total in TOTALS:
-        figures[total] = sum(figures.get(f"{name}.{total}", 0) for name in names)
+    for total, figure in TOTALS.items():
+        figures[total] = sum(figures.get(f"{name}.{figure}", 0) for name in names)
     figures["scenarios"] = ",".join(names)
     return dict(sorted(figures.items()))
 
@@ -103,6 +105,6 @@ def verdict_ok(figures: dict) -> bool:
             "duplicate_workbench_jobs",
             "workflows_left_running",
             "notifications_lost",
-            "notifications_out_of_order_runs",
+            "notifications_out_of_order",
         )
     )
