@@ -15,11 +15,14 @@ import requests
 
 from . import registration, settings
 from .conductor import ConductorClient
+from .notifications.loop import NOTIFIER_CORRELATION_ID, NOTIFIER_WORKFLOW
 from .registration import CREATE, UNCHANGED, UPDATE, Change, RegistrationError
-from .runs.workflow import POLLER_WORKFLOW
+from .runs.workflow import POLLER_CORRELATION_ID, POLLER_WORKFLOW
 
 DONE = {CREATE: "created", UPDATE: "updated", UNCHANGED: "unchanged"}
 WOULD = {CREATE: "would be created", UPDATE: "would be updated", UNCHANGED: "unchanged"}
+# The loops the poller worker service keeps alive: each keeps the definitions it started with.
+LOOPS = ((POLLER_WORKFLOW, POLLER_CORRELATION_ID), (NOTIFIER_WORKFLOW, NOTIFIER_CORRELATION_ID))
 
 
 def parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -59,10 +62,11 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
         const="if-changed",
         choices=("if-changed", "always"),
         metavar="WHEN",
-        help=f"terminate the running {POLLER_WORKFLOW} loop so that the poller worker service "
-        "starts a new one on the registered definitions: 'if-changed' (the default when the "
-        "flag is given without a value) when the loop runs on definitions other than these "
-        "(a running workflow keeps those it started with), or 'always'",
+        help=f"terminate the running {POLLER_WORKFLOW} and {NOTIFIER_WORKFLOW} loops so that "
+        "the poller worker service starts new ones on the registered definitions: 'if-changed' "
+        "(the default when the flag is given without a value) each loop that runs on "
+        "definitions other than these (a running workflow keeps those it started with), or "
+        "'always'",
     )
     return p
 
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                     server.write(change)
                 _say(_line(change, WOULD if args.dry_run else DONE))
         _say(_summary(changes, base, args.dry_run))
-        _poller_loop(base, found, args.replace_poller_loop, args.dry_run)
+        for name, correlation_id in LOOPS:
+            _replace_loop(base, found, name, correlation_id, args.replace_poller_loop, args.dry_run)
     except (settings.SettingsError, RegistrationError) as exc:
         print(f"register: {exc}", file=sys.stderr)
         return 1
@@ -112,30 +117,32 @@ def _summary(changes: list[Change], base: str, dry_run: bool) -> str:
     )
 
 
-def _poller_loop(base: str, found: list, when: str | None, dry_run: bool) -> None:
-    """Replace the running poller loop when asked to, or say when it runs on old definitions."""
+def _replace_loop(
+    base: str, found: list, name: str, correlation_id: str, when: str | None, dry_run: bool
+) -> None:
+    """Replace the running loop `name` when asked to, or say when it runs on old definitions."""
     conductor = ConductorClient(base)
     try:
         try:
-            loops = registration.poller_loops(conductor, found)
+            loops = registration.poller_loops(conductor, found, name, correlation_id)
         except RegistrationError as exc:
             if when is not None:
                 raise
-            print(f"register: could not check the {POLLER_WORKFLOW} loop: {exc}", file=sys.stderr)
+            print(f"register: could not check the {name} loop: {exc}", file=sys.stderr)
             return
         outdated = {loop_id: labels for loop_id, labels in loops.items() if labels}
         if when is None:
             for loop_id, labels in outdated.items():
                 _say(
-                    f"the running {POLLER_WORKFLOW} loop {loop_id} runs on outdated "
+                    f"the running {name} loop {loop_id} runs on outdated "
                     f"{', '.join(labels)}: --replace-poller-loop replaces it"
                 )
             return
         replace = loops if when == "always" else outdated
         if not loops:
-            _say(f"no {POLLER_WORKFLOW} loop is running: the poller worker service starts one")
+            _say(f"no {name} loop is running: the poller worker service starts one")
         elif not replace:
-            _say(f"the running {POLLER_WORKFLOW} loop is up to date: it stays")
+            _say(f"the running {name} loop is up to date: it stays")
         for loop_id in replace:
             labels = outdated.get(loop_id)
             reason = "replaced by register: " + (
@@ -144,11 +151,11 @@ def _poller_loop(base: str, found: list, when: str | None, dry_run: bool) -> Non
                 else "--replace-poller-loop=always"
             )
             if dry_run:
-                _say(f"would terminate the {POLLER_WORKFLOW} loop {loop_id} ({reason})")
+                _say(f"would terminate the {name} loop {loop_id} ({reason})")
                 continue
             registration.terminate_poller_loops(conductor, [loop_id], reason)
             _say(
-                f"terminated the {POLLER_WORKFLOW} loop {loop_id} ({reason}); the poller "
+                f"terminated the {name} loop {loop_id} ({reason}); the poller "
                 "worker service starts a new one at its next check"
             )
     finally:

@@ -277,18 +277,24 @@ def _same(ours: object, theirs: object) -> bool:
     return ours == theirs and isinstance(ours, bool) == isinstance(theirs, bool)
 
 
-def poller_loops(conductor: ConductorClient, found: list[Definition]) -> dict[str, list[str]]:
-    """Each running batch_status_poller loop, with the definitions in `found` it runs otherwise.
+def poller_loops(
+    conductor: ConductorClient,
+    found: list[Definition],
+    name: str = POLLER_WORKFLOW,
+    correlation_id: str = POLLER_CORRELATION_ID,
+) -> dict[str, list[str]]:
+    """Each running loop `name` (batch_status_poller unless told), with the definitions in
+    `found` it runs otherwise.
 
     A workflow keeps the definitions it started with (its own and, embedded, its tasks'), so
     a loop started before a change goes on with the old ones until it is replaced.
     """
-    workflows = [d for d in found if d.kind == "workflow" and d.name == POLLER_WORKFLOW]
+    workflows = [d for d in found if d.kind == "workflow" and d.name == name]
     tasks = {d.name: d for d in found if d.kind == "task"}
     try:
         running = [
             wf["workflowId"]
-            for wf in conductor.correlated(POLLER_WORKFLOW, POLLER_CORRELATION_ID)
+            for wf in conductor.correlated(name, correlation_id)
             if wf.get("status") in LIVE
         ]
         snapshots = {

@@ -13,6 +13,12 @@ from batchcore import register, registration
 BASE = "http://conductor.test/api"
 ROOT = Path(__file__).resolve().parents[2]
 LOOP_ID = "loop-1"
+NOTIFIER_ID = "notifier-1"
+# Each loop register may replace: where Conductor finds it, the id a test's running one has.
+LOOPS = {
+    "batch_status_poller": ("batch-status-poller", LOOP_ID),
+    "batch_notifier": ("batch_notifier", NOTIFIER_ID),
+}
 
 
 @pytest.fixture
@@ -42,9 +48,8 @@ def _server_has(requests_mock, defs: Path, **overrides) -> None:
 
 
 def _no_loop_running(requests_mock) -> None:
-    requests_mock.get(
-        f"{BASE}/workflow/batch_status_poller/correlated/batch-status-poller", json=[]
-    )
+    for name, (correlation_id, _) in LOOPS.items():
+        requests_mock.get(f"{BASE}/workflow/{name}/correlated/{correlation_id}", json=[])
 
 
 def _writes(requests_mock) -> list[tuple[str, str]]:
@@ -167,23 +172,27 @@ def test_an_unreachable_server_is_named(capsys):
     assert "Conductor server at http://127.0.0.1:9/api unreachable" in err
 
 
-def _loop_running(requests_mock, defs: Path) -> None:
-    """A running loop that took in the definitions of `defs` when it started."""
-    requests_mock.get(
-        f"{BASE}/workflow/batch_status_poller/correlated/batch-status-poller",
-        json=[
-            {"workflowId": LOOP_ID, "status": "RUNNING"},
-            {"workflowId": "old", "status": "TERMINATED"},
-        ],
-    )
-    snapshot = json.loads((defs / "workflows" / "batch_status_poller.json").read_text())
-    sweep = snapshot["tasks"][0]["loopOver"][0]
-    sweep["taskDefinition"] = json.loads((defs / "tasks" / "poll_status.json").read_text())
-    requests_mock.get(
-        f"{BASE}/workflow/{LOOP_ID}?includeTasks=false",
-        json={"workflowId": LOOP_ID, "status": "RUNNING", "workflowDefinition": snapshot},
-    )
-    requests_mock.delete(f"{BASE}/workflow/{LOOP_ID}", status_code=200)
+def _loop_running(requests_mock, defs: Path, *names: str) -> None:
+    """Running loops (the poller's unless named) that took in the definitions of `defs` when
+    they started; the other loops are not running."""
+    _no_loop_running(requests_mock)
+    for name in names or ("batch_status_poller",):
+        correlation_id, loop_id = LOOPS[name]
+        requests_mock.get(
+            f"{BASE}/workflow/{name}/correlated/{correlation_id}",
+            json=[
+                {"workflowId": loop_id, "status": "RUNNING"},
+                {"workflowId": "old", "status": "TERMINATED"},
+            ],
+        )
+        snapshot = json.loads((defs / "workflows" / f"{name}.json").read_text())
+        task = snapshot["tasks"][0]["loopOver"][0]
+        task["taskDefinition"] = json.loads((defs / "tasks" / f"{task['name']}.json").read_text())
+        requests_mock.get(
+            f"{BASE}/workflow/{loop_id}?includeTasks=false",
+            json={"workflowId": loop_id, "status": "RUNNING", "workflowDefinition": snapshot},
+        )
+        requests_mock.delete(f"{BASE}/workflow/{loop_id}", status_code=200)
 
 
 def _deletes(requests_mock) -> list:
@@ -200,7 +209,11 @@ def test_a_loop_on_an_old_poll_status_is_replaced_when_asked(requests_mock, defs
     assert [r.path for r in _deletes(requests_mock)] == [f"/api/workflow/{LOOP_ID}"]
     reason = "replaced by register: it ran on outdated task poll_status"
     assert _deletes(requests_mock)[0].qs["reason"] == [reason.lower()]
-    assert lines[-1].startswith(f"register: terminated the batch_status_poller loop {LOOP_ID}")
+    assert lines[-2].startswith(f"register: terminated the batch_status_poller loop {LOOP_ID}")
+    assert (
+        lines[-1]
+        == "register: no batch_notifier loop is running: the poller worker service starts one"
+    )
 
 
 def test_a_loop_started_before_an_earlier_registration_is_still_outdated(
@@ -214,7 +227,7 @@ def test_a_loop_started_before_an_earlier_registration_is_still_outdated(
     assert code == 0, err
     assert "register: workflow batch_status_poller v1: unchanged" in lines
     assert len(_deletes(requests_mock)) == 1
-    assert "outdated workflow batch_status_poller v1" in lines[-1]
+    assert "outdated workflow batch_status_poller v1" in lines[-2]
 
 
 def test_an_outdated_loop_is_left_running_without_the_flag_but_said(requests_mock, defs, capsys):
@@ -236,11 +249,11 @@ def test_an_up_to_date_loop_stays_unless_always(requests_mock, defs, capsys):
     code, lines, _ = _run(capsys, "--definitions", str(defs), "--replace-poller-loop")
     assert code == 0
     assert _deletes(requests_mock) == []
-    assert lines[-1] == "register: the running batch_status_poller loop is up to date: it stays"
+    assert lines[-2] == "register: the running batch_status_poller loop is up to date: it stays"
     code, lines, _ = _run(capsys, "--definitions", str(defs), "--replace-poller-loop=always")
     assert code == 0
     assert len(_deletes(requests_mock)) == 1
-    assert "--replace-poller-loop=always" in lines[-1]
+    assert "--replace-poller-loop=always" in lines[-2]
 
 
 def test_dry_run_only_says_which_loop_it_would_replace(requests_mock, defs, capsys):
@@ -250,13 +263,14 @@ def test_dry_run_only_says_which_loop_it_would_replace(requests_mock, defs, caps
     code, lines, _ = _run(capsys, "--definitions", str(defs), "--dry-run", "--replace-poller-loop")
     assert code == 0
     assert _writes(requests_mock) == []
-    assert lines[-1].startswith(f"register: would terminate the batch_status_poller loop {LOOP_ID}")
+    assert lines[-2].startswith(f"register: would terminate the batch_status_poller loop {LOOP_ID}")
 
 
 def test_a_loop_that_cannot_be_checked_fails_only_when_replacing_was_asked(
     requests_mock, defs, capsys
 ):
     _server_has(requests_mock, defs)
+    _no_loop_running(requests_mock)
     requests_mock.get(
         f"{BASE}/workflow/batch_status_poller/correlated/batch-status-poller",
         status_code=500,
@@ -269,3 +283,40 @@ def test_a_loop_that_cannot_be_checked_fails_only_when_replacing_was_asked(
     code, _, err = _run(capsys, "--definitions", str(defs), "--replace-poller-loop")
     assert code == 1
     assert "boom" in err
+
+
+def test_the_notifier_loop_on_an_old_deliver_notifications_is_replaced_too(
+    requests_mock, defs, capsys
+):
+    """The batch_notifier loop keeps the definitions it started with, like the poller loop."""
+    _server_has(requests_mock, defs)
+    _loop_running(requests_mock, defs, "batch_status_poller", "batch_notifier")
+    _edit(defs / "tasks" / "deliver_notifications.json", retryCount=9)
+    requests_mock.put(f"{BASE}/metadata/taskdefs", status_code=200)
+    code, lines, err = _run(capsys, "--definitions", str(defs), "--replace-poller-loop")
+    assert code == 0, err
+    assert [r.path for r in _deletes(requests_mock)] == [f"/api/workflow/{NOTIFIER_ID}"]
+    assert lines[-2] == "register: the running batch_status_poller loop is up to date: it stays"
+    assert lines[-1].startswith(f"register: terminated the batch_notifier loop {NOTIFIER_ID}")
+    assert "outdated task deliver_notifications" in lines[-1]
+
+
+def test_always_replaces_both_loops_and_an_outdated_notifier_is_said_without_the_flag(
+    requests_mock, defs, capsys
+):
+    _server_has(requests_mock, defs)
+    _loop_running(requests_mock, defs, "batch_status_poller", "batch_notifier")
+    code, lines, _ = _run(capsys, "--definitions", str(defs), "--replace-poller-loop=always")
+    assert code == 0
+    assert sorted(r.path for r in _deletes(requests_mock)) == [
+        f"/api/workflow/{LOOP_ID}",
+        f"/api/workflow/{NOTIFIER_ID}",
+    ]
+    _edit(defs / "workflows" / "batch_notifier.json", description="new")
+    requests_mock.put(f"{BASE}/metadata/workflow", status_code=200)
+    code, lines, _ = _run(capsys, "--definitions", str(defs))
+    assert code == 0
+    assert lines[-1] == (
+        f"register: the running batch_notifier loop {NOTIFIER_ID} runs on outdated "
+        "workflow batch_notifier v1: --replace-poller-loop replaces it"
+    )
