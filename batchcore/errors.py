@@ -31,6 +31,14 @@ class Conflict(DomainError, code="conflict"):
     """The request contradicts stored state (an idempotency key reused with another body)."""
 
 
+class RunTerminal(Conflict, code="run_terminal"):
+    """The run has ended: there is nothing left to cancel."""
+
+
+class RunNotTerminal(Conflict, code="run_not_terminal"):
+    """The run is still active: it cannot be re-run yet."""
+
+
 class InvalidTransition(DomainError, code="invalid_transition"):
     """A status change that the run's lifecycle forbids."""
 

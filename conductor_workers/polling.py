@@ -10,17 +10,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from batchcore import settings
 from batchcore.backoff import backoff_delay, next_poll_delay
 from batchcore.conductor import ConductorClient
 from batchcore.errors import ConductorUnavailable, DatabaseUnavailable, WorkbenchError
-from batchcore.runs import lifecycle, workflow
+from batchcore.runs import cancels, lifecycle, workflow
 from batchcore.runs.model import PollOutcome, Run
 from batchcore.runs.store import RunStore
 from batchcore.workbench import JobStatus, WorkbenchClient
 
-from . import metrics
+from . import cancelling, metrics
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ class SweepConfig:
     # Below poll_status's responseTimeoutSeconds (60): a sweep must answer before Conductor
     # gives its task up, and a killed poller then holds the loop for at most that long.
     time_budget_seconds: float = 40.0
+    # How long past a run's deadline the Workbench may take to confirm its job's cancel
+    # before the run ends without that word.
+    cancel_grace_seconds: int = 300
 
     @classmethod
     def from_settings(cls, cfg: settings.Settings) -> SweepConfig:
@@ -91,6 +95,34 @@ def fetch_status(
     """One job's status, retrying transient errors with jittered backoff and Retry-After;
     every attempt and wait ends by `deadline` (monotonic), and none starts without time left
     (OutOfTime before the first)."""
+    call = functools.partial(client.get_job, job_id)
+    return with_retries(call, job_id, cfg, rng, sleep, deadline, monotonic)
+
+
+def send_cancel(
+    client: WorkbenchClient,
+    job_id: str,
+    cfg: SweepConfig,
+    rng: random.Random,
+    sleep=time.sleep,
+    deadline: float | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+):
+    """Ask the Workbench to cancel a job, with the retries and time bounds of fetch_status."""
+    call = functools.partial(client.cancel_job, job_id)
+    return with_retries(call, job_id, cfg, rng, sleep, deadline, monotonic)
+
+
+def with_retries(
+    call: Callable[..., Any],
+    job_id: str,
+    cfg: SweepConfig,
+    rng: random.Random,
+    sleep=time.sleep,
+    deadline: float | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+):
+    """`call(timeout=...)`, retried as fetch_status says."""
     attempt = 0
     while True:
         timeout = None
@@ -99,7 +131,7 @@ def fetch_status(
             if timeout < MIN_CALL_SECONDS:
                 raise OutOfTime(job_id)
         try:
-            return client.get_job(job_id, timeout=timeout)
+            return call(timeout=timeout)
         except WorkbenchError as exc:
             metrics.WORKBENCH_ERRORS.labels(kind=exc.kind).inc()
             if not exc.transient or attempt >= cfg.max_retries:
@@ -127,6 +159,9 @@ def poll_one(
     problem."""
     outcome = PollOutcome(run_id=str(run.id), expected=run.status, lease_token=run.poll_lease_token)
     try:
+        if run.cancel_requested_at is not None and run.cancel_sent_at is None:
+            send_cancel(client, run.workbench_job_id, cfg, rng, deadline=deadline)
+            outcome.cancel_sent = True
         job = fetch_status(client, run.workbench_job_id, cfg, rng, deadline=deadline)
     except OutOfTime:
         outcome.deferred = True
@@ -160,6 +195,8 @@ def poll_one(
         outcome.error_message = lifecycle.error_message_for(job.workbench_status, job.error_message)
         outcome.started_at, outcome.finished_at = job.started_at, job.finished_at
         outcome.details = job.event_details()
+        if run.cancel_requested_at is not None:
+            cancels.judge_cancelled(run, job.workbench_status, outcome)
     return outcome
 
 
@@ -310,6 +347,7 @@ def _sweep(
     started = time.monotonic()
     budget_end = started + cfg.time_budget_seconds
     checked = changed = failed = deferred = batches = 0
+    expired = cancelling.enforce_deadlines(store, cfg.cancel_grace_seconds, cfg.batch_size)
     while budget_end - time.monotonic() > WRITE_MARGIN_SECONDS + MIN_CALL_SECONDS:
         claimed = store.claim_due_runs(cfg.batch_size, cfg.lease_seconds)
         if not claimed:
@@ -331,6 +369,7 @@ def _sweep(
             metrics.TRANSITIONS.labels(status=row["status"]).inc()
         if len(claimed) < cfg.batch_size or len(asked) < len(outcomes):
             break
+    settled = cancelling.cancel_jobs_of_ended_runs(store, client, pool)
     synced = sync_workflows(store, conductor, pool, limit=max(cfg.batch_size, 100))
     duration = time.monotonic() - started
     metrics.SWEEPS.inc()
@@ -343,6 +382,8 @@ def _sweep(
         "failed": failed,
         "deferred": deferred,
         "synced": synced,
+        "deadlines": expired,
+        "ended_jobs_cancelled": settled,
         "batches": batches,
         "duration_ms": round(duration * 1000),
     }

@@ -22,14 +22,16 @@ class TransientFailure(Exception):
 
 
 def submit(store: RunStore, client: WorkbenchClient, run_id: str) -> dict:
-    """Start the run's Workbench job once; reuse a job id already known."""
+    """Start the run's Workbench job once; reuse a job id already known. A run cancelled (or
+    ended) before this asks gets no job; a job whose answer comes back for a run that ended
+    meanwhile is recorded, and the poller cancels it."""
     try:
-        run = store.get_run(run_id)
+        run = store.begin_submit(run_id)
     except NotFound as exc:
         raise PermanentFailure(exc.message) from exc
     if run.workbench_job_id:
         return {"workbench_job_id": run.workbench_job_id, "reused": True}
-    if run.is_terminal:
+    if run.is_terminal or run.submit_started_at is None:
         raise PermanentFailure(
             f"Run {run_id} is already {run.status}; no Workbench job was started"
         )
@@ -53,6 +55,12 @@ def submit(store: RunStore, client: WorkbenchClient, run_id: str) -> dict:
             raise TransientFailure(exc.message) from exc
         raise PermanentFailure(exc.message) from exc
     log.info("submit run=%s job=%s created=%s", run_id, job.job_id, job.created)
+    run = store.attach_job(run.id, job.job_id)
+    if run.is_terminal:
+        raise PermanentFailure(
+            f"Run {run_id} became {run.status} while its Workbench job {job.job_id} was being "
+            "created; the job is cancelled at the Workbench"
+        )
     return {
         "workbench_job_id": job.job_id,
         "workbench_status": job.status,

@@ -54,6 +54,15 @@ def get_run(run_id: str):
     return jsonify(render_run(view.run, view.history))
 
 
+@api.post("/pipeline-runs/<run_id>/cancel")
+def cancel_run(run_id: str):
+    """Cancel a run: 202 with the run (CANCELLED at once, or its cancel requested)."""
+    inputs.reject_query_parameters()
+    gateway = _gateway()
+    view = services.cancel_run(gateway.database(), gateway.conductor, run_id, current_token_name())
+    return jsonify(render_run(view.run, view.history)), 202
+
+
 @api.get("/pipeline-runs/<run_id>/workflow")
 def get_run_workflow(run_id: str):
     """The Conductor workflow behind a run: its status and its tasks."""

@@ -53,6 +53,9 @@ class Conductor(Protocol):
     def terminate_correlated(self, name: str, correlation_id: str, reason: str) -> list[str]:
         """Terminate running workflows with this correlation id."""
 
+    def terminate(self, workflow_id: str, reason: str) -> None:
+        """Terminate a running workflow."""
+
     def check_health(self, timeout: float = 2.0) -> None:
         """Raise ConductorUnavailable unless the server is healthy."""
 
@@ -80,6 +83,28 @@ def get_run(db: Database, run_id: str | uuid.UUID) -> RunView:
     except NotFound as exc:
         raise RunNotFound(exc.message) from None
     return RunView(run=run.to_dict(), history=history)
+
+
+def cancel_run(db: Database, conductor: Conductor, run_id: str, actor: str) -> RunView:
+    """Cancel a run for `actor`: at once when no job was asked for (its workflow is ended
+    too, best effort), else by the poller through the Workbench; RunTerminal once it ended."""
+    try:
+        run, ended = RunStore(db).request_cancel(run_id, actor)
+    except NotFound as exc:
+        raise RunNotFound(exc.message) from None
+    if ended and run.conductor_workflow_id:
+        reason = f"Run {run.id} was cancelled by {actor} before a Workbench job was asked for"
+        try:
+            conductor.terminate(run.conductor_workflow_id, reason)
+        except ConductorUnavailable as exc:
+            # Its submit task finds the run CANCELLED and ends it; the reconciler checks.
+            log.warning(
+                "could not end workflow %s of cancelled run %s: %s",
+                run.conductor_workflow_id,
+                run.id,
+                exc.message,
+            )
+    return get_run(db, run.id)
 
 
 def list_notifications(db: Database, run_id: str | uuid.UUID) -> list[dict]:

@@ -39,6 +39,9 @@ WORKBENCH_TO_RUN: dict[str, str] = {
     "CANCELLED": FAILED,
 }
 
+# The Workbench's job statuses that never change again.
+WORKBENCH_FINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+
 # The audit message of a move the Workbench reported, by its job status.
 MESSAGES = {
     "RUNNING": "Workbench job is running",

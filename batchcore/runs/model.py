@@ -192,3 +192,5 @@ class PollOutcome:
     lease_token: uuid.UUID | None = None
     # Not asked: the sweep's time ran out first; nothing is written and the lease lapses.
     deferred: bool = False
+    # The Workbench accepted the cancel of the run's job in this poll.
+    cancel_sent: bool = False

@@ -19,6 +19,7 @@ from batchcore.db import Database
 from batchcore.queries import Q
 
 from . import lifecycle
+from .cancels import CancelOps, end_pending
 from .model import NewRun, PollOutcome, Run, Transition
 from .paging import decode_cursor, encode_cursor
 from .rows import (
@@ -43,8 +44,9 @@ class ReconcileCandidates(NamedTuple):
     given_up: list[Run] = []
 
 
-class RunStore:
-    """Every read and write of runs, for the gateway, the workers, the poller and the reconciler."""
+class RunStore(CancelOps):
+    """Every read and write of runs, for the gateway, the workers, the poller and the
+    reconciler (cancels and deadlines in batchcore.runs.cancels)."""
 
     def __init__(self, db: Database):
         self.db = db
@@ -123,13 +125,15 @@ class RunStore:
         return Run.from_row(row), changed
 
     def transition_if_pending(self, run_id: uuid.UUID, t: Transition) -> str:
-        """Apply `t` only while the run is PENDING, under its row lock; return the status the
-        run had (a start that timed out may have happened, and moved the run on)."""
+        """Apply `t` (or the ending its cancel asks for) only while the run is PENDING, under
+        its row lock; return the status the run had (a start that timed out may have happened,
+        and moved the run on)."""
         with self.db.transaction() as cur:
             cur.execute(Q["lock_run"], {"id": run_id})
-            current = cur.fetchone()["status"]
+            row = cur.fetchone()
+            current = row["status"]
             if current == lifecycle.PENDING:
-                transition(cur, run_id, t)
+                end_pending(cur, row, t)
         return current
 
     # ------------------------------------------------------------------------- the poller
@@ -163,6 +167,7 @@ class RunStore:
             "message": [o.message for o in outcomes],
             "details": [Json(o.details) for o in outcomes],
             "lease_token": [o.lease_token for o in outcomes],
+            "cancel_sent": [o.cancel_sent for o in outcomes],
         }
         with self.db.autocommit() as cur:
             cur.execute(
@@ -193,7 +198,7 @@ class RunStore:
     def unsynced_terminal_runs(self, limit: int) -> list[Run]:
         """Ended runs whose workflow still waits in Conductor for the poller to finish it."""
         with self.db.autocommit() as cur:
-            cur.execute(Q["unsynced_terminal_runs"], {"limit": limit})
+            cur.execute(Q["unsynced_terminal_runs"], {**LIFECYCLE_SETS, "limit": limit})
             return [Run.from_row(r) for r in cur.fetchall()]
 
     def mark_workflows_synced(self, run_ids: list) -> None:

@@ -184,6 +184,27 @@ PATHS = {
             },
         }
     },
+    "/api/v1/pipeline-runs/{run_id}/cancel": {
+        "post": {
+            "operationId": "cancelPipelineRun",
+            "summary": "Cancel a run",
+            "description": "A run for which no Workbench job was asked for yet ends CANCELLED"
+            " at once (its workflow is terminated). Otherwise the cancel is requested"
+            " (cancel_requested_at set) and the poller sends it to the Workbench: the run"
+            " becomes CANCELLED once the Workbench confirms its job CANCELLED; a job that"
+            " ended first gives the run its outcome, and the history says the cancel came too"
+            " late. Repeating the request is harmless. The token's name is the actor of the"
+            " audit event.",
+            "security": _SECURED,
+            "parameters": [RUN_ID_PARAMETER],
+            "responses": {
+                "202": _json("Run", "The run, CANCELLED or with its cancel requested"),
+                "404": error("No run has this id (code run_not_found); the message names it"),
+                "409": error("The run has already ended (code run_terminal)"),
+                **_API_ERRORS,
+            },
+        }
+    },
     "/api/v1/pipeline-runs/{run_id}/workflow": {
         "get": {
             "operationId": "getPipelineRunWorkflow",

@@ -78,7 +78,14 @@ BEGIN
            AND OLD.workbench_job_id IS NULL AND NEW.idempotency_key IS NULL THEN
             after_end := after_end || 'idempotency_key'::text;
         END IF;
-        IF OLD.workbench_job_id IS NULL AND OLD.cancel_requested_at IS NOT NULL THEN
+        -- A job that may exist for an ended run is to be cancelled: the request once, and
+        -- the job's id once it is known.
+        IF OLD.cancel_requested_at IS NULL THEN
+            after_end := after_end
+                || ARRAY['cancel_requested_at', 'cancel_requested_by', 'cancel_reason'];
+        END IF;
+        IF OLD.workbench_job_id IS NULL
+           AND COALESCE(NEW.cancel_requested_at, OLD.cancel_requested_at) IS NOT NULL THEN
             after_end := after_end || 'workbench_job_id'::text;
         END IF;
         SELECT string_agg(col.key, ', ' ORDER BY col.key) INTO changed

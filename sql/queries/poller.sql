@@ -15,7 +15,9 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) due
 WHERE r.id = due.id
-RETURNING r.id, r.status, r.workbench_job_id, r.poll_failures, r.poll_lease_token
+RETURNING r.id, r.status, r.workbench_job_id, r.poll_failures, r.poll_lease_token,
+          r.cancel_requested_at, r.cancel_requested_by, r.cancel_reason, r.cancel_sent_at,
+          r.deadline_at
 
 -- name: apply_poll_results
 -- Every outcome of one batch in one statement: transitions with their events, and the
@@ -28,9 +30,9 @@ WITH input AS (
         %(ids)s::uuid[], %(expected)s::text[], %(new_status)s::text[], %(error_message)s::text[],
         %(started_at)s::timestamptz[], %(finished_at)s::timestamptz[], %(poll_error)s::text[],
         %(retry_at)s::timestamptz[], %(message)s::text[], %(details)s::jsonb[],
-        %(error_kind)s::text[], %(lease_token)s::uuid[]
+        %(error_kind)s::text[], %(lease_token)s::uuid[], %(cancel_sent)s::boolean[]
     ) AS i(id, expected, new_status, error_message, started_at, finished_at, poll_error,
-           retry_at, message, details, error_kind, lease_token)
+           retry_at, message, details, error_kind, lease_token, cancel_sent)
 ),
 moved AS (
     UPDATE pipeline_runs r SET
@@ -45,6 +47,9 @@ moved AS (
         completed_at = CASE WHEN i.new_status = ANY(%(terminal)s::text[])
                             THEN COALESCE(i.finished_at, now()) END,
         last_polled_at = now(),
+        status_checked_at = now(),
+        cancel_sent_at = CASE WHEN i.cancel_sent THEN COALESCE(r.cancel_sent_at, now())
+                              ELSE r.cancel_sent_at END,
         next_poll_at = CASE WHEN i.new_status = ANY(%(terminal)s::text[]) THEN NULL
                             ELSE now() + %(interval_seconds)s * interval '1 second' END,
         poll_failures = 0,
@@ -66,6 +71,9 @@ moved_events AS (
 stayed AS (
     UPDATE pipeline_runs r SET
         last_polled_at = now(),
+        status_checked_at = CASE WHEN i.poll_error IS NULL THEN now() ELSE r.status_checked_at END,
+        cancel_sent_at = CASE WHEN i.cancel_sent THEN COALESCE(r.cancel_sent_at, now())
+                              ELSE r.cancel_sent_at END,
         poll_failures = CASE WHEN i.poll_error IS NULL THEN 0 ELSE r.poll_failures + 1 END,
         poll_kind_failures = CASE WHEN i.poll_error IS NULL THEN 0
                                   WHEN r.last_poll_error_kind IS NOT DISTINCT FROM i.error_kind
@@ -95,7 +103,7 @@ FROM moved
 -- Ended runs whose workflow still waits in Conductor for the poller to finish it.
 SELECT id, status, conductor_workflow_id, workbench_job_id, error_message
 FROM pipeline_runs
-WHERE status IN ('COMPLETED', 'FAILED') AND workflow_synced_at IS NULL
+WHERE status = ANY(%(terminal)s::text[]) AND workflow_synced_at IS NULL
   AND workbench_job_id IS NOT NULL AND conductor_workflow_id IS NOT NULL
 ORDER BY completed_at
 LIMIT %(limit)s

@@ -13,9 +13,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from batchcore.errors import InvalidTransition, NotFound
-from batchcore.runs import lifecycle
+from batchcore.runs import cancels, lifecycle
 from batchcore.runs.model import NewRun, PollOutcome, Run, Transition
 from batchcore.runs.store import ReconcileCandidates
+from tests.unit.fake_cancels import FakeCancelOps
 
 PIPELINE = {
     "name": "demo-batch",
@@ -40,7 +41,7 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
-class FakeStore:
+class FakeStore(FakeCancelOps):
     """Runs, events and the poller loop in dicts; `calls` records the methods used."""
 
     def __init__(self, clock: FakeClock | None = None):
@@ -138,7 +139,10 @@ class FakeStore:
         current = row["status"]
         if current == lifecycle.PENDING:
             with self._atomic():
-                self._transition(row, t)
+                self._transition(row, cancels.ending_for(row, t.source) or t)
+                may_have_job = row["submit_started_at"] or row["workbench_job_id"]
+                if may_have_job and row["cancel_requested_at"] is None:
+                    self._request(row, t.source, cancels.ENDED)
         return current
 
     # ------------------------------------------------------------------------- poller
@@ -405,7 +409,9 @@ class FakeStore:
         else:
             row["started_at"] = row["started_at"] or o.started_at
         row["completed_at"] = (o.finished_at or now) if terminal else None
-        row["last_polled_at"] = now
+        row["last_polled_at"] = row["status_checked_at"] = now
+        if o.cancel_sent:
+            row["cancel_sent_at"] = row["cancel_sent_at"] or now
         row["next_poll_at"] = None if terminal else now + timedelta(seconds=interval_seconds)
         row.update(poll_failures=0, last_poll_error=None, last_poll_error_kind=None)
         row.update(poll_kind_failures=0, poll_failing_since=None)
@@ -414,6 +420,10 @@ class FakeStore:
 
     def _apply_stay(self, row: dict, o: PollOutcome, now, interval_seconds: int) -> None:
         row["last_polled_at"] = now
+        if o.poll_error is None:
+            row["status_checked_at"] = now
+        if o.cancel_sent:
+            row["cancel_sent_at"] = row["cancel_sent_at"] or now
         row["poll_failures"] = 0 if o.poll_error is None else row["poll_failures"] + 1
         same = row["last_poll_error_kind"] == o.error_kind
         row["poll_kind_failures"] = (
