@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -49,6 +50,22 @@ def watch_conductor_queue(database_url: str, stuck_after_seconds: int) -> QueueW
 
 
 # --- the HTTP endpoints.
+
+
+class Reports(Protocol):
+    def report(self) -> dict: ...
+
+
+def liveness(
+    workers_healthy: bool, role: str, workers: object, keepers: Mapping[str, Reports]
+) -> dict:
+    """/healthz: the task worker processes and each loop keeper's report under its key (the
+    poller service's `poller_loop` and `notifier_loop`); unhealthy when any one is."""
+    result = {"ok": workers_healthy, "role": role, "workers": workers}
+    for key, keeper in keepers.items():
+        result[key] = keeper.report()
+        result["ok"] = result["ok"] and result[key]["ok"]
+    return result
 
 
 def make_app(alive: Callable[[], dict], ready: Callable[[], dict], metrics_dir: str):

@@ -12,8 +12,12 @@ from datetime import UTC, datetime
 
 from batchcore.conductor import ConductorClient
 from batchcore.db import Database
-from batchcore.errors import DomainError
 from batchcore.notifications import delivery, schedule
+from batchcore.notifications.loop import (
+    NOTIFIER_CORRELATION_ID,
+    NOTIFIER_VERSION,
+    NOTIFIER_WORKFLOW,
+)
 from batchcore.notifications.signing import body_of, iso_utc, run_json, signed_headers
 from batchcore.notifications.store import (
     DELIVERED,
@@ -26,11 +30,15 @@ from batchcore.notifications.store import (
 
 from . import supervision
 
-NOTIFIER_WORKFLOW = "batch_notifier"
-NOTIFIER_VERSION = 1
-NOTIFIER_CORRELATION_ID = "batch_notifier"
 # Seconds between the loop's sweeps (the WAIT of batch_notifier).
 NOTIFIER_INTERVAL_SECONDS = 1
+NOTIFIER_LOOP = supervision.Loop(
+    "notifier",
+    NOTIFIER_WORKFLOW,
+    NOTIFIER_VERSION,
+    NOTIFIER_CORRELATION_ID,
+    "deliver_notifications",
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,31 +160,9 @@ def sweep(
 
 def keep_notifier_loop_running(
     conductor: ConductorClient, db: Database, stop: threading.Event
-) -> threading.Thread:
-    """Keep exactly one batch_notifier loop running, checked like the poller loop."""
-    store = NotificationStore(db)
-
-    def check_forever() -> None:
-        failures = 0
-        while not stop.is_set():
-            try:
-                supervision.ensure_poller_loop(
-                    conductor,
-                    store,
-                    NOTIFIER_INTERVAL_SECONDS,
-                    name=NOTIFIER_WORKFLOW,
-                    version=NOTIFIER_VERSION,
-                    correlation_id=NOTIFIER_CORRELATION_ID,
-                )
-                failures = 0
-            except DomainError as exc:
-                failures += 1
-                log.warning("could not check the %s loop: %s", NOTIFIER_WORKFLOW, exc.message)
-            except Exception:  # a bug or a surprise must not end the keeper
-                failures += 1
-                log.exception("checking the %s loop failed", NOTIFIER_WORKFLOW)
-            stop.wait(min(supervision.CHECK_EVERY_SECONDS * 2 ** min(failures, 2), 60))
-
-    thread = threading.Thread(target=check_forever, name="notifier-loop-keeper", daemon=True)
-    thread.start()
-    return thread
+) -> supervision.LoopKeeper:
+    """Keep exactly one batch_notifier loop running, checked like the poller loop; its
+    report() feeds the poller service's /healthz."""
+    return supervision.LoopKeeper(
+        conductor, NotificationStore(db), NOTIFIER_INTERVAL_SECONDS, stop, loop=NOTIFIER_LOOP
+    ).start()

@@ -67,16 +67,12 @@ def run(role: str) -> int:
     db = Database(cfg.database_url, maxconn=2, connect_timeout=2)
     conductor = ConductorClient(cfg.conductor_server_url, timeout=5)
     stop = threading.Event()
-    keeper = None
+    keepers = {}  # the poller service's loop keepers, by their /healthz key
 
     def alive() -> dict:
+        # Unhealthy when a loop keeper died or no sweep of its loop was seen finishing for long.
         workers = handler.get_worker_process_status()
-        result = {"ok": handler.is_healthy(), "role": role, "workers": workers}
-        if keeper is not None:
-            # Unhealthy when the loop keeper died or no sweep was seen finishing for long.
-            result["poller_loop"] = keeper.report()
-            result["ok"] = result["ok"] and result["poller_loop"]["ok"]
-        return result
+        return health.liveness(handler.is_healthy(), role, workers, keepers)
 
     # conductor-oss/conductor#326, read in Conductor's database: a detail of readiness (and
     # gauges), not a failure of it, since restarting this service would not cure Conductor.
@@ -100,11 +96,11 @@ def run(role: str) -> int:
     health.serve(cfg.worker_health_bind, health.make_app(alive, ready, metrics_dir))
     log.info("%s workers started; health on http://%s", role, cfg.worker_health_bind)
     if role == "poller":
-        keeper = supervision.keep_poller_loop_running(
+        keepers["poller_loop"] = supervision.keep_poller_loop_running(
             conductor, RunStore(db), cfg.poll_interval_seconds, stop
         )
         # The batch_notifier loop beside it: webhook deliveries never hold up a sweep.
-        notifying.keep_notifier_loop_running(conductor, db, stop)
+        keepers["notifier_loop"] = notifying.keep_notifier_loop_running(conductor, db, stop)
     stop.wait()
     if queue_watch is not None:
         queue_watch.stop()

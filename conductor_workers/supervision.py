@@ -1,4 +1,4 @@
-"""Readiness of a worker service, and keeping exactly one batch_status_poller loop alive."""
+"""Readiness of a worker service, and keeping exactly one of each loop workflow alive."""
 
 from __future__ import annotations
 
@@ -22,6 +22,20 @@ STALE_SWEEP_INTERVALS = 6
 STALE_SWEEP_FLOOR_SECONDS = 180
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A loop workflow the poller service keeps alive, and the task whose end is a sweep."""
+
+    label: str
+    name: str
+    version: int
+    correlation_id: str
+    sweep_task: str
+
+
+POLLER_LOOP = Loop("poller", POLLER_WORKFLOW, POLLER_VERSION, POLLER_CORRELATION_ID, "poll_status")
 
 
 def readiness(db: Database, conductor: ConductorClient) -> dict:
@@ -94,21 +108,25 @@ def _status(conductor: ConductorClient, workflow_id: str) -> str | None:
     return workflow.get("status")
 
 
-def last_sweep_end(conductor: ConductorClient, loop_id: str) -> int | None:
-    """When the loop's latest completed poll_status task ended (Conductor's epoch ms)."""
+def last_sweep_end(
+    conductor: ConductorClient, loop_id: str, sweep_task: str = POLLER_LOOP.sweep_task
+) -> int | None:
+    """When the loop's latest completed sweep task ended (Conductor's epoch ms)."""
     workflow = conductor.get_workflow(loop_id, include_tasks=True)
     ends = [
         task.get("endTime") or 0
         for task in workflow.get("tasks", [])
-        if task.get("taskDefName") == "poll_status" and task.get("status") == "COMPLETED"
+        if task.get("taskDefName") == sweep_task and task.get("status") == "COMPLETED"
     ]
     return max(ends, default=None) or None
 
 
 @dataclass
-class PollerLoopKeeper:
-    """Checks the loop every CHECK_EVERY_SECONDS from a daemon thread that survives any
-    error, and says whether the loop is kept and sweeping (the poller's /healthz)."""
+class LoopKeeper:
+    """Checks its loop every CHECK_EVERY_SECONDS from a daemon thread that survives any
+    error, and says whether the loop is kept and sweeping (the poller's /healthz). `store`
+    holds the loop's id and its lock (RunStore for the poller loop, NotificationStore for
+    the notifier loop)."""
 
     conductor: ConductorClient
     store: RunStore
@@ -116,6 +134,7 @@ class PollerLoopKeeper:
     stop: threading.Event
     check_every: float = CHECK_EVERY_SECONDS
     clock: Callable[[], float] = time.monotonic
+    loop: Loop = POLLER_LOOP
     loop_id: str | None = None
     failures: int = 0
     last_error: str | None = None
@@ -123,20 +142,29 @@ class PollerLoopKeeper:
     _sweep_end: int | None = None
     _sweep_seen_at: float = field(default=0.0)
 
-    def start(self) -> PollerLoopKeeper:
+    def start(self) -> LoopKeeper:
         self._sweep_seen_at = self.clock()
-        self.thread = threading.Thread(target=self._run, name="poller-loop-keeper", daemon=True)
+        name = f"{self.loop.label}-loop-keeper"
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
         return self
 
     def check(self) -> None:
         """One check: keep one running loop, and note when a new sweep was seen ending."""
-        loop_id = ensure_poller_loop(self.conductor, self.store, self.interval)
+        loop = self.loop
+        loop_id = ensure_poller_loop(
+            self.conductor,
+            self.store,
+            self.interval,
+            name=loop.name,
+            version=loop.version,
+            correlation_id=loop.correlation_id,
+        )
         if loop_id is None:  # another process is checking; it sees the sweeps too
             self._sweep_seen_at = self.clock()
             return
         self.loop_id = loop_id
-        ended = last_sweep_end(self.conductor, loop_id)
+        ended = last_sweep_end(self.conductor, loop_id, loop.sweep_task)
         if ended is not None and ended != self._sweep_end:
             self._sweep_end = ended
             self._sweep_seen_at = self.clock()
@@ -149,7 +177,7 @@ class PollerLoopKeeper:
             except DomainError as exc:
                 self._failed(exc.message)
             except Exception as exc:  # a bug or a surprise must not end the keeper
-                log.exception("checking the %s loop failed", POLLER_WORKFLOW)
+                log.exception("checking the %s loop failed", self.loop.name)
                 self._failed(f"{type(exc).__name__}: {exc}")
             wait = min(self.check_every * 2 ** min(self.failures, 6), MAX_CHECK_BACKOFF_SECONDS)
             self.stop.wait(max(wait, self.check_every))
@@ -158,7 +186,7 @@ class PollerLoopKeeper:
         self.failures += 1
         self.last_error = message[:300]
         log.warning(
-            "could not check the %s loop (%d in a row): %s", POLLER_WORKFLOW, self.failures, message
+            "could not check the %s loop (%d in a row): %s", self.loop.name, self.failures, message
         )
 
     def report(self) -> dict:
@@ -168,7 +196,7 @@ class PollerLoopKeeper:
         stale_after = max(STALE_SWEEP_INTERVALS * self.interval, STALE_SWEEP_FLOOR_SECONDS)
         problems = []
         if not alive:
-            problems.append("the poller loop keeper thread is not running")
+            problems.append(f"the {self.loop.label} loop keeper thread is not running")
         if quiet > stale_after:
             problems.append(f"no sweep seen finishing for {quiet:.0f} s (limit {stale_after} s)")
         return {
@@ -184,6 +212,6 @@ class PollerLoopKeeper:
 
 def keep_poller_loop_running(
     conductor: ConductorClient, store: RunStore, interval: int, stop: threading.Event
-) -> PollerLoopKeeper:
+) -> LoopKeeper:
     """Start the keeper of the one poller loop; its report() feeds the poller's /healthz."""
-    return PollerLoopKeeper(conductor, store, interval, stop).start()
+    return LoopKeeper(conductor, store, interval, stop).start()

@@ -300,7 +300,7 @@ def test_issue_12_6_the_keeper_survives_any_error_and_checks_again(store, conduc
 
     conductor = Flaky()
     stop = threading.Event()
-    keeper = supervision.PollerLoopKeeper(conductor, store, 5, stop, check_every=0.01).start()
+    keeper = supervision.LoopKeeper(conductor, store, 5, stop, check_every=0.01).start()
     try:
         deadline = time.monotonic() + 5
         while keeper.loop_id is None and time.monotonic() < deadline:
@@ -315,7 +315,7 @@ def test_issue_12_6_the_keeper_survives_any_error_and_checks_again(store, conduc
 
 def test_issue_12_6_healthz_fails_when_the_keeper_is_dead_or_no_sweep_is_seen(store, conductor):
     now = [1000.0]
-    keeper = supervision.PollerLoopKeeper(
+    keeper = supervision.LoopKeeper(
         conductor, store, 5, threading.Event(), clock=lambda: now[0]
     )
     keeper._sweep_seen_at = now[0]
