@@ -12,6 +12,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.webhook_receiver import Receiver
 
 from .common import log
+from .latency import poll_interval
 from .loadgen import percentile
 
 
@@ -25,9 +26,23 @@ def delays(calls: list[dict], verifier: Webhook) -> list[float]:
     return list(first.values())
 
 
+def notifier_interval(conductor: str) -> float | None:
+    """Seconds between the running batch_notifier loop's sweeps (its WAIT), from its input."""
+    try:
+        loops = requests.get(
+            f"{conductor}/workflow/batch_notifier/correlated/batch_notifier",
+            params={"includeClosed": "false", "includeTasks": "false"},
+            timeout=10,
+        ).json()
+        return float(loops[0]["input"]["poll_interval_seconds"])
+    except (requests.RequestException, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def run(env: dict[str, str], samples: int, gap: float) -> dict:
     """`samples` runs with a notify_url on a loopback receiver, one every `gap` seconds; the
-    p95 and median delay of every change's notification."""
+    p95 and median delay of every change's notification, against the poll interval (a
+    change the poller detects is at most that old when it is written)."""
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {env['GATEWAY_API_TOKEN']}"
     receiver = Receiver().start()
@@ -57,10 +72,15 @@ def run(env: dict[str, str], samples: int, gap: float) -> dict:
     finally:
         receiver.stop()
     log(f"{len(measured)} notifications of {samples} runs measured")
+    conductor = env["CONDUCTOR_SERVER_URL"]
     return {
         "notification_delay_p95_s": percentile(measured, 95),
         "notification_delay_median_s": percentile(measured, 50),
+        "notification_delay_max_s": max(measured, default=float("nan")),
         "notification_samples": len(measured),
+        "notification_runs": samples,
+        "notification_poll_interval_seconds": poll_interval(conductor),
+        "notification_loop_interval_seconds": notifier_interval(conductor),
     }
 
 

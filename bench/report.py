@@ -62,7 +62,8 @@ FIGURES = [
         "<= 3",
         lambda v, r: v <= 3.0,
         "median {notification_delay_median_s:.2f} s, {notification_samples} changes to a "
-        "loopback receiver; the notifier loop sweeps every second",
+        "loopback receiver; notifier loop every {notification_loop_interval_seconds} s, "
+        "poll interval {notification_poll_interval_seconds} s",
     ),
     (
         "poller_scaling_2_vs_1",

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from batchcore import registration
+from batchcore.notifications.loop import NOTIFIER_CORRELATION_ID, NOTIFIER_WORKFLOW
 from batchcore.runs.workflow import POLLER_CORRELATION_ID, POLLER_WORKFLOW
 from tests.integration.helpers import await_true
 
@@ -199,34 +200,50 @@ def test_req_6_3_an_invalid_definition_is_refused_before_anything_is_written(
     assert _stored(conductor_url, {"name": name, "version": 1}, "workflows").status_code == 404
 
 
-def _live_loops(conductor_url: str) -> list[dict]:
+def _live_loops(
+    conductor_url: str, name: str = POLLER_WORKFLOW, correlation_id: str = POLLER_CORRELATION_ID
+) -> list[dict]:
     found = requests.get(
-        f"{conductor_url}/workflow/{POLLER_WORKFLOW}/correlated/{POLLER_CORRELATION_ID}",
+        f"{conductor_url}/workflow/{name}/correlated/{correlation_id}",
         params={"includeClosed": "false", "includeTasks": "false"},
         timeout=10,
     ).json()
     return [wf for wf in found if wf["status"] == "RUNNING"]
 
 
-def test_req_6_3_replacing_the_poller_loop_ends_it_and_the_worker_starts_a_new_one(conductor_url):
-    before = await_true(lambda: _live_loops(conductor_url), 30, "a running poller loop")
+LOOPS = ((POLLER_WORKFLOW, POLLER_CORRELATION_ID), (NOTIFIER_WORKFLOW, NOTIFIER_CORRELATION_ID))
+
+
+@pytest.mark.parametrize("name,correlation_id", LOOPS)
+def test_req_6_3_replacing_the_loops_ends_each_and_the_worker_starts_a_new_one(
+    conductor_url, name, correlation_id
+):
+    """Both loops the poller service keeps (polling and notifying) keep the definitions they
+    started with; --replace-poller-loop replaces each."""
+    before = await_true(
+        lambda: _live_loops(conductor_url, name, correlation_id), 30, f"a running {name} loop"
+    )
     old_ids = {wf["workflowId"] for wf in before}
     result = _run("--server", conductor_url, "--replace-poller-loop=always")
     assert result.returncode == 0, result.stderr
-    assert f"terminated the {POLLER_WORKFLOW} loop" in result.stdout
+    assert f"terminated the {name} loop" in result.stdout
     for old_id in old_ids:
         ended = requests.get(f"{conductor_url}/workflow/{old_id}", timeout=10).json()
         assert ended["status"] == "TERMINATED"
         assert "replaced by register" in ended["reasonForIncompletion"]
-    # The poller worker service's keeper checks every 15 s.
+    # The poller worker service's keepers check every 15 s.
     after = await_true(
-        lambda: [wf for wf in _live_loops(conductor_url) if wf["workflowId"] not in old_ids],
+        lambda: [
+            wf
+            for wf in _live_loops(conductor_url, name, correlation_id)
+            if wf["workflowId"] not in old_ids
+        ],
         45,
-        "a new poller loop started by the worker service",
+        f"a new {name} loop started by the worker service",
         every=0.5,
     )
     assert len(after) == 1
     # The new loop took in the registered definitions: nothing is outdated, nothing replaced.
     check = _run("--server", conductor_url, "--replace-poller-loop", "--dry-run")
     assert check.returncode == 0, check.stderr
-    assert f"the running {POLLER_WORKFLOW} loop is up to date: it stays" in check.stdout
+    assert f"the running {name} loop is up to date: it stays" in check.stdout
