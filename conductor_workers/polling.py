@@ -240,6 +240,9 @@ def finish_workflow(conductor: ConductorClient, run: Run) -> bool:
         "status": run.status,
         "workbench_job_id": run.workbench_job_id,
         "error_message": run.error_message,
+        "reason": f"Run cancelled by {run.cancel_requested_by}"
+        if run.status == lifecycle.CANCELLED
+        else run.error_message,
     }
     # Synced only once the workflow has left RUNNING, whatever the completion answered: a
     # completion sent while Conductor was still scheduling the WAIT has been seen not to

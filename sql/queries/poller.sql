@@ -101,7 +101,7 @@ FROM moved
 
 -- name: unsynced_terminal_runs
 -- Ended runs whose workflow still waits in Conductor for the poller to finish it.
-SELECT id, status, conductor_workflow_id, workbench_job_id, error_message
+SELECT id, status, conductor_workflow_id, workbench_job_id, error_message, cancel_requested_by
 FROM pipeline_runs
 WHERE status = ANY(%(terminal)s::text[]) AND workflow_synced_at IS NULL
   AND workbench_job_id IS NOT NULL AND conductor_workflow_id IS NOT NULL
