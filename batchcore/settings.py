@@ -119,6 +119,14 @@ VARIABLES: tuple[Var, ...] = (
         "(an unknown status, a malformed answer, 401/403) before the poller ends it FAILED",
     ),
     Var(
+        "RUN_DEADLINE_SECONDS",
+        "run_deadline_seconds",
+        checks.number(int, 60, 604800),
+        "86400",
+        "A run's deadline when neither its request (deadline_seconds) nor its pipeline "
+        "(max_runtime_seconds) gives one: an active run has its job cancelled and fails then",
+    ),
+    Var(
         "RECONCILE_INTERVAL_SECONDS",
         "reconcile_interval_seconds",
         checks.number(int, 5, 86400),

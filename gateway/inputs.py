@@ -18,7 +18,7 @@ from batchcore.runs.model import NewRun
 from .connections import body_read
 from .errors import InvalidJson
 from .problems import Detail, problem, quoted, raise_if_any, unknown_problems
-from .validation import parse_run_request
+from .validation import parse_rerun_request, parse_run_request
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # 1 to 255 printable ASCII characters (the column allows 255; headers are ASCII).
@@ -27,6 +27,30 @@ MAX_WAIT_SECONDS = 30.0
 # A decimal number, with an exponent too: clients serialize small floats as 5.9e-08.
 _WAIT_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 _READ_CHUNK_BYTES = 64 * 1024
+# No body at all (JSON's null is a body).
+_EMPTY = object()
+
+
+class Rerun(NamedTuple):
+    """A rerun's parameters (None: the run's own) and its Idempotency-Key (or None)."""
+
+    parameters: dict | None
+    idempotency_key: str | None
+
+
+def parse_rerun() -> Rerun:
+    """The optional body and the Idempotency-Key of a rerun; every bad one named in one 422."""
+    body = optional_json_body()
+    details = unknown_parameter_problems(request.args, ())
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    details.extend(idempotency_key_problems(key))
+    parameters = None
+    try:
+        parameters = parse_rerun_request(None if body is _EMPTY else body)
+    except ValidationFailed as exc:
+        details.extend(exc.details)
+    raise_if_any(details)
+    return Rerun(parameters, key)
 
 
 class Submission(NamedTuple):
@@ -110,9 +134,17 @@ def idempotency_key_problems(key: str | None) -> list[Detail]:
 
 def json_body() -> object:
     """The request body as JSON, whatever the Content-Type says; InvalidJson otherwise."""
+    body = optional_json_body()
+    if body is _EMPTY:
+        raise InvalidJson("The request body is empty; send a JSON object")
+    return body
+
+
+def optional_json_body() -> object:
+    """The request body as JSON like json_body(), or _EMPTY when there is none."""
     raw = _read_body(current_app.config["MAX_CONTENT_LENGTH"])
     if not raw.strip():
-        raise InvalidJson("The request body is empty; send a JSON object")
+        return _EMPTY
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -7,8 +7,10 @@ worker reports the sum; without it, the process's default registry is used.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from collections.abc import Callable
 
 import psycopg2
 from flask import Flask, g, request
@@ -20,13 +22,18 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from batchcore.db import Database
 from batchcore.errors import ConductorUnavailable, Conflict, DatabaseUnavailable, ValidationFailed
+from batchcore.runs import overview
 
 from .errors import InvalidJson
 from .services import PipelineNotFound
+
+log = logging.getLogger(__name__)
 
 HTTP_REQUESTS = Counter(
     "gateway_http_requests",
@@ -100,10 +107,55 @@ def register(app: Flask) -> None:
         return response
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text of every metric, and its content type."""
+def render(unconfirmed_runs: Callable[[], int] | None = None) -> tuple[bytes, str]:
+    """The exposition text of every metric, and its content type; `unconfirmed_runs` reads
+    the database's gauge at each scrape (left out, and logged, when it cannot)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        text = generate_latest(registry)
+    else:
+        text = generate_latest(REGISTRY)
+    if unconfirmed_runs is not None:
+        text += _database_gauges(unconfirmed_runs)
+    return text, CONTENT_TYPE_LATEST
+
+
+UNCONFIRMED_RUNS = "gateway_runs_status_unconfirmed"
+# A status unconfirmed for this many poll intervals counts: one late sweep is not news.
+UNCONFIRMED_AFTER_POLLS = 3
+
+
+def unconfirmed_runs(db: Database, poll_interval_seconds: float) -> Callable[[], int]:
+    """The reader of the gauge for render(): runs unconfirmed for UNCONFIRMED_AFTER_POLLS."""
+    return lambda: overview.count_unconfirmed(db, UNCONFIRMED_AFTER_POLLS * poll_interval_seconds)
+
+
+def _database_gauges(unconfirmed_runs: Callable[[], int]) -> bytes:
+    # Read at the scrape into a registry of its own: a value from the database is the same
+    # whichever worker answers, so it is not one of the workers' multiprocess files.
+    try:
+        count = unconfirmed_runs()
+    except Exception as exc:
+        log.warning("metrics: the unconfirmed runs could not be counted: %s", exc)
+        return b""
+    registry = CollectorRegistry()
+    registry.register(_Gauge(UNCONFIRMED_RUNS, UNCONFIRMED_HELP, count))
+    return generate_latest(registry)
+
+
+UNCONFIRMED_HELP = (
+    "Runs with a Workbench job (SUBMITTED, RUNNING) whose status the Workbench has not"
+    f" confirmed for {UNCONFIRMED_AFTER_POLLS} poll intervals (status_checked_at, or"
+    " submitted_at when never confirmed)"
+)
+
+
+class _Gauge:
+    """One gauge family with one value, for a registry of its own."""
+
+    def __init__(self, name: str, documentation: str, value: float):
+        self._family = GaugeMetricFamily(name, documentation, value=value)
+
+    def collect(self):
+        yield self._family

@@ -14,6 +14,7 @@ PIPELINE_FIELDS = (
     "enabled",
     "workflow_name",
     "workflow_version",
+    "max_runtime_seconds",
 )
 
 
@@ -26,6 +27,9 @@ def render_run(run: dict, history: list[dict] | None = None) -> dict:
     # token's run, and a bare token is named default.
     rendered["submitted_by"] = run.get("submitted_by") or DEFAULT_TOKEN_NAME
     if history is not None:
+        # One run's answer also names the runs that re-ran it (lists leave that out: a
+        # lookup per row); a run the gateway could not read back has none yet.
+        rendered["reruns"] = [str(rerun_id) for rerun_id in run.get("reruns") or ()]
         rendered["history"] = [
             {name: _json_value(event.get(name)) for name in HISTORY_FIELDS} for event in history
         ]
@@ -34,7 +38,7 @@ def render_run(run: dict, history: list[dict] | None = None) -> dict:
 
 def render_pipeline(pipeline: dict) -> dict:
     """The API's JSON of a catalog row."""
-    return {name: pipeline[name] for name in PIPELINE_FIELDS}
+    return {name: pipeline.get(name) for name in PIPELINE_FIELDS}
 
 
 def _json_value(value):

@@ -32,18 +32,31 @@ def create_run():
             asked.idempotency_key,
             asked.wait_seconds,
             submitted_by=current_token_name(),
+            default_deadline_seconds=gateway.settings.run_deadline_seconds,
             waiting_room=gateway.waiting_room,
         )
     except Exception as exc:
         metrics.count_run_outcome(metrics.outcome_of(exc))
         raise
     metrics.count_run_outcome("accepted" if submission.created else "idempotent_replay")
-    response = jsonify(render_run(submission.run, submission.history))
-    response.headers["Location"] = run_url(submission.run["id"])
-    if not submission.created:
-        response.headers["Idempotent-Replayed"] = "true"
-        return response, 200
-    return response, 202
+    return _accepted(submission)
+
+
+@api.post("/pipeline-runs/<run_id>/rerun")
+def rerun_run(run_id: str):
+    """Re-run an ended run: 202 with the new run, 200 when an Idempotency-Key replays one."""
+    gateway = _gateway()
+    asked = inputs.parse_rerun()
+    submission = services.rerun_run(
+        gateway.database(),
+        gateway.conductor,
+        run_id,
+        asked.parameters,
+        asked.idempotency_key,
+        submitted_by=current_token_name(),
+        default_deadline_seconds=gateway.settings.run_deadline_seconds,
+    )
+    return _accepted(submission)
 
 
 @api.get("/pipeline-runs/<run_id>")
@@ -130,7 +143,10 @@ def readyz():
 @ops.get("/metrics")
 def metrics_text():
     """Prometheus exposition text."""
-    body, content_type = metrics.render()
+    gateway = _gateway()
+    body, content_type = metrics.render(
+        metrics.unconfirmed_runs(gateway.database(), gateway.settings.poll_interval_seconds)
+    )
     return Response(body, content_type=content_type)
 
 
@@ -141,6 +157,16 @@ def openapi_json():
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def _accepted(submission: services.AcceptedRun):
+    """202 with a created run and its Location; 200 marked Idempotent-Replayed for a replay."""
+    response = jsonify(render_run(submission.run, submission.history))
+    response.headers["Location"] = run_url(submission.run["id"])
+    if not submission.created:
+        response.headers["Idempotent-Replayed"] = "true"
+        return response, 200
+    return response, 202
 
 
 def _gateway():

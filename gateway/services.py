@@ -27,7 +27,8 @@ from batchcore.runs.store import RunStore
 from . import workflow_view
 from .problems import problem, raise_if_any
 
-# Submitting lives in its own module; these names are the services' as well.
+# Submitting and re-running live in their own modules; these names are the services' as well.
+from .reruns import rerun_run  # noqa: F401
 from .submission import AcceptedRun, PipelineNotFound, submit_run  # noqa: F401
 from .validation import ListFilters
 

@@ -92,6 +92,7 @@ def submit_run(
     wait_seconds: float = 0.0,
     *,
     submitted_by: str = DEFAULT_TOKEN_NAME,
+    default_deadline_seconds: int | None = None,
     waiting_room: WaitingRoom | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -101,10 +102,14 @@ def submit_run(
     An idempotent replay (same key, same request) returns the stored run with
     created=False and starts nothing; keys are scoped to `submitted_by` (the token's name,
     also the actor of the events this request causes). When Conductor cannot start the
-    workflow the run is stored FAILED with the reason and RunNotStarted names it.
+    workflow the run is stored FAILED with the reason and RunNotStarted names it. A run
+    whose request and pipeline name no deadline gets `default_deadline_seconds`
+    (RUN_DEADLINE_SECONDS; its default when None).
     """
     store = RunStore(db)
     new = dataclasses.replace(request, idempotency_key=idempotency_key, submitted_by=submitted_by)
+    if default_deadline_seconds is not None:
+        new = dataclasses.replace(new, default_deadline_seconds=default_deadline_seconds)
     pipeline, run, created = store.create_run(new, admit=lambda found: _admit(found, request))
     if created:
         run = _start_workflow(store, conductor, pipeline, run)

@@ -10,6 +10,7 @@ Rule names (the stable, machine-readable part of each detail):
 - `parameters`: `size`, `depth`, `not_finite` (NaN/Infinity, which PostgreSQL's JSONB
   refuses), `control_character` (NUL, which JSONB refuses), `encoding` (lone surrogates)
 - path prefixes: the rules of gateway.path_prefixes
+- `deadline_seconds`: `type` (not a whole number), `range` (60 to 604800)
 - `notify_url`: the rules of batchcore.notifications.urls (`type`, `length`, `scheme`,
   `user_info`, `fragment`, `format`, `control_character`, `private_address`)
 - list filters: `enum` (status), `pattern`/`length` (pipeline), `type`/`range` (limit),
@@ -52,6 +53,12 @@ _PIPELINE_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*", re.ASCII)
 
 MAX_PARAMETERS_BYTES = 64 * 1024  # of the compact UTF-8 JSON serialization
 MAX_PARAMETERS_DEPTH = 32  # the parameters object itself is depth 1
+
+# A run's deadline_seconds (the same bounds as RUN_DEADLINE_SECONDS).
+MIN_DEADLINE_SECONDS = 60
+MAX_DEADLINE_SECONDS = 604800
+# What the body of a rerun may name.
+RERUN_FIELDS = ("parameters",)
 
 LIST_QUERY_PARAMS = ("status", "pipeline", "limit", "cursor")
 DEFAULT_LIST_LIMIT = 50
@@ -165,6 +172,40 @@ def _parameters_problems(value: object) -> list[Detail]:
     return [problem(name, rule, text) for rule, text in found.items()]
 
 
+def deadline_problems(value: object) -> list[Detail]:
+    """`deadline_seconds`: a whole number of seconds from MIN to MAX_DEADLINE_SECONDS."""
+    name, bounds = "deadline_seconds", f"{MIN_DEADLINE_SECONDS} to {MAX_DEADLINE_SECONDS}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        return [
+            problem(
+                name,
+                "type",
+                f"must be a whole number of seconds ({bounds}), not {json_type(value)}",
+            )
+        ]
+    if not MIN_DEADLINE_SECONDS <= value <= MAX_DEADLINE_SECONDS:
+        shown = str(value) if abs(value) < 10**12 else "a larger number"
+        return [problem(name, "range", f"must be from {bounds} seconds, not {shown}")]
+    return []
+
+
+def parse_rerun_request(body: object | None) -> dict | None:
+    """The body of POST .../{id}/rerun: the parameters that replace the run's, or None to
+    keep them (no body, or no parameters in it); ValidationFailed naming every bad field."""
+    if body is None:
+        return None
+    if not isinstance(body, dict):
+        raise ValidationFailed(
+            f"The request body must be a JSON object, not {json_type(body)}.",
+            details=[problem("body", "type", f"must be a JSON object, not {json_type(body)}")],
+        )
+    details = unknown_problems(body, RERUN_FIELDS, "field", "body")
+    if "parameters" in body:
+        details.extend(_parameters_problems(body["parameters"]))
+    raise_if_any(details, "request", "field")
+    return body.get("parameters")
+
+
 # ----------------------------------------------------------------------- run requests
 
 
@@ -226,6 +267,9 @@ def parse_run_request(
             problem("notify_url", rule, text)
             for rule, text in url_problems(notify_url, allowed_webhook_hosts)
         )
+
+    if body.get("deadline_seconds") is not None:
+        details.extend(deadline_problems(body["deadline_seconds"]))
 
     details.extend(unknown_problems(body, REQUEST_FIELDS, "field", "body"))
 

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from batchcore import settings
 from batchcore.setting_checks import DEFAULT_TOKEN_NAME
 
 from . import lifecycle
@@ -49,41 +50,56 @@ PUBLIC_FIELDS = (
 # An audit event's public JSON field names.
 # actor: who caused the event (the token's name for API actions, else the component's).
 HISTORY_FIELDS = ("status", "previous_status", "at", "source", "message", "details", "actor")
+_DEFAULT_DEADLINE_SECONDS = settings.default("RUN_DEADLINE_SECONDS")
+
+
+# A NewRun field's role, in its metadata. "request": a client may name it in a request's body.
+# "fingerprint": it tells two requests apart ("always", or "when_set": only when not None, so
+# that a request without it keeps the fingerprint it had before the field existed).
+_ASKED = {"request": True, "fingerprint": "always"}
+_ASKED_LATER = {"request": True, "fingerprint": "when_set"}
 
 
 @dataclass(frozen=True)
 class NewRun:
     """A validated run request, ready to store."""
 
-    pipeline: str
-    mode: str
-    input_path_prefix: str
-    output_path_prefix: str
-    parameters: dict = field(default_factory=dict, hash=False)
+    pipeline: str = field(metadata=_ASKED)
+    mode: str = field(metadata=_ASKED)
+    input_path_prefix: str = field(metadata=_ASKED)
+    output_path_prefix: str = field(metadata=_ASKED)
+    parameters: dict = field(default_factory=dict, hash=False, metadata=_ASKED)
     idempotency_key: str | None = None
-    # Last, so positional callers are unchanged and it is the last request field.
-    notify_url: str | None = None
+    # After the idempotency key, so positional callers are unchanged.
+    notify_url: str | None = field(default=None, metadata=_ASKED_LATER)
     # Who asks (the token's name), not what: it scopes the key and is no request field.
     submitted_by: str = DEFAULT_TOKEN_NAME
+    # Seconds from its creation until an active run is cancelled and fails (issue 13).
+    deadline_seconds: int | None = field(default=None, metadata=_ASKED_LATER)
+    # The run this one re-runs: set by the rerun route, never by a body, yet a rerun of
+    # another run is another request.
+    rerun_of: uuid.UUID | None = field(default=None, metadata={"fingerprint": "when_set"})
+    # The deadline when neither the request nor the pipeline has one (RUN_DEADLINE_SECONDS).
+    default_deadline_seconds: int = _DEFAULT_DEADLINE_SECONDS
 
     def request(self) -> dict:
-        """The request's fields (everything but the idempotency key), in declaration order."""
+        """The request's fields (what a client's body may name), in declaration order."""
         return {name: getattr(self, name) for name in REQUEST_FIELDS}
 
     def fingerprint(self) -> str:
         """sha256 of the canonical request: what makes two submissions 'the same'."""
-        values = list(self.request().values())
-        # Without notify_url a request keeps the fingerprint it had before the field existed.
-        if self.notify_url is None:
-            values.pop()  # notify_url, the last request field
+        values = []
+        for item in dataclasses.fields(self):
+            role = item.metadata.get("fingerprint")
+            value = getattr(self, item.name)
+            if role == "always" or (role == "when_set" and value is not None):
+                values.append(str(value) if isinstance(value, uuid.UUID) else value)
         canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# What a client asks for: the fields of a run request, in the fingerprint's order.
-REQUEST_FIELDS = tuple(
-    f.name for f in dataclasses.fields(NewRun) if f.name not in ("idempotency_key", "submitted_by")
-)
+# What a client asks for: the fields of a run request's body, in declaration order.
+REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(NewRun) if f.metadata.get("request"))
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,8 @@ class Run:
     deadline_at: datetime | None = None
     rerun_of: uuid.UUID | None = None
     status_checked_at: datetime | None = None
+    # The runs that re-ran this one, oldest first, when the query read them (get_run).
+    reruns: list[uuid.UUID] | None = None
     # The pipeline's Conductor workflow, when the query joined the catalog.
     workflow_name: str | None = None
     workflow_version: int | None = None

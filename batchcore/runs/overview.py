@@ -24,3 +24,12 @@ def poller_overview(db: Database) -> dict:
         cur.execute(Q["poll_errors_by_kind"])
         overview["errors_by_kind"] = [dict(row) for row in cur.fetchall()]
     return overview
+
+
+def count_unconfirmed(db: Database, older_than_seconds: float) -> int:
+    """Runs with a job whose status the Workbench has not confirmed for `older_than_seconds`
+    (a statement timeout of its own: a scrape must not hang on a slow database)."""
+    with db.transaction() as cur:
+        cur.execute(Q["metrics_statement_timeout"])
+        cur.execute(Q["count_unconfirmed_runs"], {"older_than": older_than_seconds})
+        return cur.fetchone()["runs"]

@@ -36,6 +36,7 @@ def create_run(cur, new: NewRun) -> tuple[dict, bool]:
     run_id = uuid.uuid4()
     fingerprint = new.fingerprint()
     request = {k: Json(v) if isinstance(v, dict | list) else v for k, v in new.request().items()}
+    request.update(rerun_of=new.rerun_of, default_deadline_seconds=new.default_deadline_seconds)
     replaced = None
     # A second pass only when the key's holder released it between the insert and the lock.
     for _ in range(3):
@@ -78,6 +79,8 @@ def create_run(cur, new: NewRun) -> tuple[dict, bool]:
     else:
         raise Conflict(f"Idempotency-Key {new.idempotency_key!r} is contended; try again")
     details = {"idempotency_key": new.idempotency_key} if new.idempotency_key else {}
+    if new.rerun_of is not None:
+        details["rerun_of"] = str(new.rerun_of)
     if replaced is not None:
         details["replaces"] = str(replaced)
         _event(
@@ -90,6 +93,8 @@ def create_run(cur, new: NewRun) -> tuple[dict, bool]:
             {"idempotency_key": new.idempotency_key, "replaced_by": str(run_id)},
             actor=new.submitted_by,
         )
+    if new.rerun_of is not None:
+        _note_rerun(cur, new.rerun_of, run_id, new.submitted_by)
     _event(
         cur,
         run_id,
@@ -101,6 +106,22 @@ def create_run(cur, new: NewRun) -> tuple[dict, bool]:
         actor=new.submitted_by,
     )
     return row, True
+
+
+def _note_rerun(cur, original_id: uuid.UUID, rerun_id: uuid.UUID, actor: str) -> None:
+    """An event on the re-run run naming its new run (its status unchanged: it has ended)."""
+    cur.execute(Q["get_run_status"], {"id": original_id})
+    status = cur.fetchone()["status"]
+    _event(
+        cur,
+        original_id,
+        status,
+        status,
+        "gateway",
+        f"Re-run as run {rerun_id}",
+        {"rerun": str(rerun_id)},
+        actor=actor,
+    )
 
 
 def get_run(cur, run_id: str | uuid.UUID) -> dict:

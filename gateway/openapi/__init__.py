@@ -8,6 +8,7 @@ from batchcore import settings
 
 from . import paths, webhooks
 from .paths import PATHS
+from .requests import REQUEST_SCHEMAS
 from .schemas import RESPONSES, SCHEMAS, error, with_schemes
 
 _NOTIFICATIONS_PATH = webhooks.notifications_path(
@@ -27,7 +28,7 @@ _DOCUMENT = {
     # OpenAPI 3.1's webhooks: what a run's notify_url receives.
     "x-webhooks": webhooks.X_WEBHOOKS,
     "components": {
-        "schemas": {**SCHEMAS, **webhooks.SCHEMAS},
+        "schemas": {**SCHEMAS, **REQUEST_SCHEMAS, **webhooks.SCHEMAS},
         "responses": RESPONSES,
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
     },

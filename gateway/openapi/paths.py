@@ -39,6 +39,21 @@ _LOCATION = {
     }
 }
 
+_IDEMPOTENCY_KEY = {
+    "name": IDEMPOTENCY_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        # HTTP drops spaces at either end of a header value, so a key cannot start or end
+        # with one.
+        "pattern": "^[!-~]([ -~]*[!-~])?$",
+    },
+    "description": "1 to 255 printable ASCII characters, not starting or ending with a space",
+}
+
 PATHS = {
     "/api/v1/pipeline-runs": {
         "post": {
@@ -52,21 +67,7 @@ PATHS = {
             " The body is read as JSON whatever its Content-Type.",
             "security": _SECURED,
             "parameters": [
-                {
-                    "name": IDEMPOTENCY_HEADER,
-                    "in": "header",
-                    "required": False,
-                    "schema": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": 255,
-                        # HTTP drops spaces at either end of a header value, so a key
-                        # cannot start or end with one.
-                        "pattern": "^[!-~]([ -~]*[!-~])?$",
-                    },
-                    "description": "1 to 255 printable ASCII characters, not starting or"
-                    " ending with a space",
-                },
+                _IDEMPOTENCY_KEY,
                 {
                     "name": "wait",
                     "in": "query",
@@ -201,6 +202,47 @@ PATHS = {
                 "202": _json("Run", "The run, CANCELLED or with its cancel requested"),
                 "404": error("No run has this id (code run_not_found); the message names it"),
                 "409": error("The run has already ended (code run_terminal)"),
+                **_API_ERRORS,
+            },
+        }
+    },
+    "/api/v1/pipeline-runs/{run_id}/rerun": {
+        "post": {
+            "operationId": "rerunPipelineRun",
+            "summary": "Re-run an ended run",
+            "description": "Creates a new run with the original's pipeline, mode, path"
+            " prefixes, notify_url and parameters (unless the body replaces them), a fresh"
+            " deadline (the pipeline's max_runtime_seconds, else RUN_DEADLINE_SECONDS), the"
+            " caller's token name as submitted_by and rerun_of = the original's id, and starts"
+            " its workflow as POST /api/v1/pipeline-runs does; the original's reruns and"
+            " history name it. The body is optional. An Idempotency-Key (scoped to the token's"
+            " name) repeated for the same run and parameters answers 200 with the earlier"
+            " re-run; with another run or other parameters, 409.",
+            "security": _SECURED,
+            "parameters": [RUN_ID_PARAMETER, _IDEMPOTENCY_KEY],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/RerunRequest"}}
+                },
+            },
+            "responses": {
+                "202": _json("Run", "The new run, its workflow started", _LOCATION),
+                "200": _json(
+                    "Run",
+                    "Idempotent replay: the re-run an earlier request with this key created",
+                    {
+                        **_LOCATION,
+                        "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}},
+                    },
+                ),
+                "400": error("The body is not UTF-8 JSON (code invalid_json)"),
+                "404": error("No run has this id (code run_not_found); the message names it"),
+                "409": error(
+                    "The run is still active (code run_not_terminal), or the Idempotency-Key"
+                    " was used for another request (code conflict)"
+                ),
+                "413": error("The body is over 1 MiB (code payload_too_large)"),
                 **_API_ERRORS,
             },
         }

@@ -31,17 +31,6 @@ def _nullable(schema: dict) -> dict:
     return {**schema, "nullable": True}
 
 
-def _path_prefix(description: str, example: str) -> dict:
-    # The pattern and the schemes in the description are set per gateway (with_schemes).
-    return {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": MAX_PATH_LENGTH,
-        "description": description,
-        "example": example,
-    }
-
-
 # What a pattern cannot say; each rule of gateway.path_prefixes beyond it is named here.
 _PREFIX_RULES_IN_WORDS = (
     " No '..' or '.' segment in any encoding; percent-encoding must be valid UTF-8; no"
@@ -156,45 +145,6 @@ _RUN_FIELD_SCHEMAS = {
 _RUN_PROPERTIES = {name: _RUN_FIELD_SCHEMAS[name] for name in PUBLIC_FIELDS}
 
 SCHEMAS = {
-    "RunRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["pipeline", "mode", "input_path_prefix", "output_path_prefix"],
-        "properties": {
-            "pipeline": PIPELINE_NAME,
-            "mode": {"type": "string", "enum": list(validation.RUN_MODES)},
-            "input_path_prefix": _path_prefix(
-                "Where the job reads its input.", "s3://bucket/input/"
-            ),
-            # A different example: the same prefix for both is refused (same_as_input).
-            "output_path_prefix": _path_prefix(
-                "Where the job writes its output; must differ from the input prefix and"
-                " neither may contain the other.",
-                "s3://bucket/output/",
-            ),
-            "parameters": {
-                "type": "object",
-                "additionalProperties": True,
-                "description": f"Free-form job parameters: at most"
-                f" {validation.MAX_PARAMETERS_BYTES} bytes as compact JSON, nested at most"
-                f" {validation.MAX_PARAMETERS_DEPTH} levels, no NaN/Infinity, no NUL.",
-                "default": {},
-            },
-            "notify_url": {
-                "type": "string",
-                "nullable": True,
-                "format": "uri",
-                "minLength": 1,
-                "maxLength": 2048,
-                "description": "Every status change of the run is POSTed here as a"
-                " Standard Webhooks delivery signed with WEBHOOK_SECRET: https only (http too"
-                " for a host in WEBHOOK_ALLOWED_HOSTS), no user-info, no #fragment; a"
-                " loopback, private, link-local or metadata address is refused here and"
-                " again after DNS resolution at delivery.",
-                "example": "https://receiver.example.com/hooks/runs",
-            },
-        },
-    },
     "HistoryItem": {
         "type": "object",
         "additionalProperties": False,
@@ -225,11 +175,17 @@ SCHEMAS = {
     },
     "Run": {
         "type": "object",
-        "description": "A run with its audit trail, oldest event first.",
+        "description": "A run with the runs that re-ran it and its audit trail, oldest first"
+        " (a list of runs leaves both out: reruns would cost a lookup per run).",
         "additionalProperties": False,
-        "required": [*_RUN_PROPERTIES, "history"],
+        "required": [*_RUN_PROPERTIES, "reruns", "history"],
         "properties": {
             **_RUN_PROPERTIES,
+            "reruns": {
+                "type": "array",
+                "items": {"type": "string", "format": "uuid"},
+                "description": "The runs whose rerun_of is this run, oldest first",
+            },
             "history": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryItem"}},
         },
     },
@@ -300,6 +256,15 @@ SCHEMAS = {
             "enabled": {"type": "boolean"},
             "workflow_name": {"type": "string"},
             "workflow_version": {"type": "integer", "minimum": 1},
+            "max_runtime_seconds": _nullable(
+                {
+                    "type": "integer",
+                    "minimum": validation.MIN_DEADLINE_SECONDS,
+                    "maximum": validation.MAX_DEADLINE_SECONDS,
+                    "description": "The default deadline_seconds of the pipeline's runs"
+                    " (null: RUN_DEADLINE_SECONDS)",
+                }
+            ),
         },
     },
     "PipelineList": {

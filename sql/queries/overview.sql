@@ -26,3 +26,14 @@ FROM pipeline_runs
 WHERE status IN ('SUBMITTED', 'RUNNING') AND poll_failures > 0
 GROUP BY 1
 ORDER BY 2 DESC, 1
+
+-- name: count_unconfirmed_runs
+-- Runs with a Workbench job whose status the Workbench has not confirmed for older_than
+-- seconds (status_checked_at, set by the poller; never confirmed: since the submission).
+SELECT count(*) AS runs FROM pipeline_runs
+WHERE status IN ('SUBMITTED', 'RUNNING')
+  AND COALESCE(status_checked_at, submitted_at) < now() - %(older_than)s * interval '1 second'
+
+-- name: metrics_statement_timeout
+-- A scrape waits for the database at most this long.
+SET LOCAL statement_timeout = '2s'

@@ -1,18 +1,23 @@
 -- name: get_pipeline
-SELECT name, mode, workflow_name, workflow_version, description, enabled
+SELECT name, mode, workflow_name, workflow_version, description, enabled, max_runtime_seconds
 FROM pipelines WHERE name = %(name)s
 
 -- name: list_pipelines
-SELECT name, mode, workflow_name, workflow_version, description, enabled
+SELECT name, mode, workflow_name, workflow_version, description, enabled, max_runtime_seconds
 FROM pipelines ORDER BY name
 
 -- name: insert_run
+-- The deadline: the request's, else the pipeline's max_runtime_seconds, else the setting's.
 INSERT INTO pipeline_runs (id, pipeline, mode, status, input_path_prefix, output_path_prefix,
                            parameters, notify_url, submitted_by, idempotency_key,
-                           request_fingerprint)
+                           request_fingerprint, rerun_of, deadline_at)
 VALUES (%(id)s, %(pipeline)s, %(mode)s, 'PENDING', %(input_path_prefix)s, %(output_path_prefix)s,
         %(parameters)s, %(notify_url)s, %(submitted_by)s, %(idempotency_key)s,
-        %(request_fingerprint)s)
+        %(request_fingerprint)s, %(rerun_of)s,
+        now() + interval '1 second' * COALESCE(
+            %(deadline_seconds)s::integer,
+            (SELECT max_runtime_seconds FROM pipelines WHERE name = %(pipeline)s),
+            %(default_deadline_seconds)s::integer))
 ON CONFLICT (submitted_by, idempotency_key) DO NOTHING
 RETURNING *
 
@@ -29,7 +34,10 @@ WHERE id = %(id)s AND status = 'FAILED'
 RETURNING id
 
 -- name: get_run
-SELECT * FROM pipeline_runs WHERE id = %(id)s
+-- With the runs that re-ran it, oldest first (pipeline_runs_rerun_of).
+SELECT run.*, ARRAY(SELECT rerun.id FROM pipeline_runs rerun WHERE rerun.rerun_of = run.id
+                    ORDER BY rerun.created_at, rerun.id) AS reruns
+FROM pipeline_runs run WHERE run.id = %(id)s
 
 -- name: lock_run
 SELECT * FROM pipeline_runs WHERE id = %(id)s FOR UPDATE

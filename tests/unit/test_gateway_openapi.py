@@ -10,7 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from batchcore.errors import ConductorUnavailable, Conflict, DatabaseUnavailable
+from batchcore.errors import (
+    ConductorUnavailable,
+    Conflict,
+    DatabaseUnavailable,
+    RunNotTerminal,
+    RunTerminal,
+)
 from batchcore.runs.model import HISTORY_FIELDS, PUBLIC_FIELDS
 from gateway import openapi, services
 from gateway.rendering import render_run
@@ -78,13 +84,16 @@ def test_openapi_run_json_has_exactly_the_contract_fields():
         "completed_at", "history",
     )  # fmt: skip
     # From the second stage on (those built so far).
-    second_stage = ("submitted_by", "notify_url")
+    second_stage = (
+        "submitted_by", "notify_url", "cancel_requested_at", "rerun_of", "deadline_at",
+        "status_checked_at", "reruns",
+    )  # fmt: skip
     history_contract = ("status", "previous_status", "at", "source", "message", "details", "actor")
     run = doc["components"]["schemas"]["Run"]
     assert set(contract) <= set(run["properties"])
     assert set(second_stage) <= set(run["properties"])
     assert PUBLIC_FIELDS[: len(contract) - 1] == contract[:-1]
-    assert set(run["properties"]) == {*PUBLIC_FIELDS, "history"}
+    assert set(run["properties"]) == {*PUBLIC_FIELDS, "reruns", "history"}
     history = doc["components"]["schemas"]["HistoryItem"]["properties"]
     assert list(history) == list(HISTORY_FIELDS) == list(history_contract)
 
@@ -166,6 +175,7 @@ BROKEN = RuntimeError("a bug")
 DB_DOWN = DatabaseUnavailable("the database is down")
 SUBMITTED = SimpleNamespace(run=RUN_ROW, history=[EVENT], created=True)
 REPLAYED = SimpleNamespace(run=RUN_ROW, history=[EVENT], created=False)
+VIEWED = SimpleNamespace(run=RUN_ROW, history=[EVENT])
 WORKFLOW = {
     "workflow_id": "wf-1",
     "status": "COMPLETED",
@@ -219,7 +229,10 @@ NOTIFIED = {
 
 
 def post(body=VALID_BODY, service=None, outcome=None, url="/api/v1/pipeline-runs") -> Scenario:
-    kwargs = {"headers": AUTH, "data" if isinstance(body, bytes) else "json": body}
+    """A POST of `body` (None: no body at all)."""
+    kwargs = {"headers": AUTH}
+    if body is not None:
+        kwargs["data" if isinstance(body, bytes) else "json"] = body
     return Scenario(url, kwargs, service, outcome)
 
 
@@ -258,6 +271,27 @@ ANSWERS: dict[tuple[str, str], dict[int, Scenario]] = {
         422: Scenario(f"{RUN_URL}?foo=bar"),
         500: Scenario(RUN_URL, service="get_run", outcome=BROKEN),
         503: Scenario(RUN_URL, service="get_run", outcome=DB_DOWN),
+    },
+    ("/api/v1/pipeline-runs/{run_id}/cancel", "post"): {
+        202: Scenario(f"{RUN_URL}/cancel", {"headers": AUTH}, "cancel_run", VIEWED),
+        401: Scenario(f"{RUN_URL}/cancel", NO_TOKEN),
+        404: Scenario(f"{RUN_URL}/cancel", service="cancel_run", outcome=RunNotFound("no run")),
+        409: Scenario(f"{RUN_URL}/cancel", service="cancel_run", outcome=RunTerminal("ended")),
+        422: Scenario(f"{RUN_URL}/cancel?foo=bar"),
+        500: Scenario(f"{RUN_URL}/cancel", service="cancel_run", outcome=BROKEN),
+        503: Scenario(f"{RUN_URL}/cancel", service="cancel_run", outcome=DB_DOWN),
+    },
+    ("/api/v1/pipeline-runs/{run_id}/rerun", "post"): {
+        202: post(None, "rerun_run", SUBMITTED, f"{RUN_URL}/rerun"),
+        200: post({"parameters": {}}, "rerun_run", REPLAYED, f"{RUN_URL}/rerun"),
+        400: post(b"{", url=f"{RUN_URL}/rerun"),
+        401: Scenario(f"{RUN_URL}/rerun", NO_TOKEN),
+        404: post(None, "rerun_run", RunNotFound("no run"), f"{RUN_URL}/rerun"),
+        409: post(None, "rerun_run", RunNotTerminal("still running"), f"{RUN_URL}/rerun"),
+        413: post(b" " * (MAX_BODY_BYTES + 1), url=f"{RUN_URL}/rerun"),
+        422: post({"pipeline": "demo-batch"}, url=f"{RUN_URL}/rerun"),
+        500: post(None, "rerun_run", BROKEN, f"{RUN_URL}/rerun"),
+        503: post(None, "rerun_run", ConductorUnavailable("down"), f"{RUN_URL}/rerun"),
     },
     ("/api/v1/pipeline-runs/{run_id}/workflow", "get"): {
         200: Scenario(f"{RUN_URL}/workflow", service="get_run_workflow", outcome=WORKFLOW),

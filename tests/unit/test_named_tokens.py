@@ -102,7 +102,7 @@ def make_client(value: str):
 def test_a_submission_is_made_by_the_name_of_the_token_it_carries(monkeypatch):
     seen = []
 
-    def submit_run(db, conductor, request, key, wait, *, submitted_by, waiting_room):
+    def submit_run(db, conductor, request, key, wait, *, submitted_by, **options):
         seen.append((key, submitted_by))
         run = {"id": uuid.uuid4(), "status": "PENDING", "submitted_by": submitted_by}
         return AcceptedRun(run=run, history=[], created=True)
