@@ -51,6 +51,8 @@ def up(only: list[str] | None = None) -> None:
     supervisor.start_daemon()
     for p in processes:
         if supervisor.state(p.name) != "RUNNING":
+            if p.before_start:
+                p.before_start()
             supervisor.ctl("start", p.name, check=False, quiet=True)
         _await_ready(p)
         if p.after_ready:

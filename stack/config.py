@@ -29,7 +29,9 @@ class Ports:
 
     postgres: int = _port("STACK_PG_PORT", 55432)
     conductor: int = _port("STACK_CONDUCTOR_PORT", 18080)
+    # The proxy in front of the gateway listens here (GATEWAY_URL); gunicorn on the next.
     gateway: int = _port("STACK_GATEWAY_PORT", 18000)
+    gateway_upstream: int = _port("STACK_GATEWAY_UPSTREAM_PORT", 18001)
     workbench: int = _port("STACK_WORKBENCH_PORT", 18090)
     workbench_admin: int = _port("STACK_WORKBENCH_ADMIN_PORT", 18091)
     submit_workers: int = _port("STACK_SUBMIT_WORKERS_PORT", 18092)
@@ -76,6 +78,8 @@ def endpoints(sec: dict[str, str]) -> dict[str, str]:
     pg = f"127.0.0.1:{PORTS.postgres}"
     return {
         "GATEWAY_URL": f"http://127.0.0.1:{PORTS.gateway}",
+        # gunicorn itself, behind the proxy: for the stack's own readiness checks.
+        "GATEWAY_UPSTREAM_URL": f"http://127.0.0.1:{PORTS.gateway_upstream}",
         "GATEWAY_API_TOKEN": sec["GATEWAY_API_TOKEN"],
         "CONDUCTOR_SERVER_URL": f"http://127.0.0.1:{PORTS.conductor}/api",
         "DATABASE_URL": f"postgresql://pipelines:{sec['PIPELINES_DB_PASSWORD']}@{pg}/pipelines",

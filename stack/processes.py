@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from . import conductor, conductor_watch, postgres
+from . import conductor, conductor_watch, postgres, proxy
 from .config import PORTS, ROOT, STACK_DIR, VENV_BIN, WEBHOOK_ALLOWED_HOSTS
 
 
@@ -27,6 +27,7 @@ class Process:
     stopsignal: str = "TERM"
     stopwaitsecs: int = 20
     autorestart: bool = True
+    before_start: Callable[[], None] | None = None
     after_ready: Callable[[], None] | None = None
 
 
@@ -165,8 +166,17 @@ def build(sec: dict[str, str], ep: dict[str, str]) -> list[Process]:
                 "gateway/gunicorn.conf.py",
                 "gateway.wsgi:app",
             ],
-            ready=http_ok(f"{ep['GATEWAY_URL']}/readyz"),
-            env={**service_env, "GATEWAY_BIND": f"127.0.0.1:{PORTS.gateway}"},
+            # gunicorn itself answers, not the proxy in front of it.
+            ready=http_ok(f"{ep['GATEWAY_UPSTREAM_URL']}/readyz"),
+            env={**service_env, "GATEWAY_BIND": f"127.0.0.1:{PORTS.gateway_upstream}"},
             stopwaitsecs=40,
+        ),
+        Process(
+            name="proxy",
+            command=proxy.server_command(),
+            ready=http_ok(f"{ep['GATEWAY_URL']}/healthz"),
+            before_start=proxy.prepare,
+            stopsignal="QUIT",  # graceful: requests in flight are finished
+            stopwaitsecs=80,  # above its longest request (proxy.READ_TIMEOUT_SECONDS)
         ),
     ]

@@ -133,6 +133,7 @@ def test_compose_spec_without_version_key(compose: dict) -> None:
         "submit-workers",
         "poller",
         "workbench-sim",
+        "proxy",
     }
 
 
