@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+import requests
 from standardwebhooks.webhooks import Webhook
 
 from tests.e2e.conftest import TERMINAL, run_body
@@ -228,3 +229,24 @@ def test_a_name_that_resolves_to_loopback_is_refused_at_delivery(api, receiver):
     assert first["attempts"][0]["status_code"] is None
     assert f"{name} resolves to 127." in first["attempts"][0]["error"]
     assert receiver.received["/sneaky"] == []
+
+
+def test_the_pollers_healthz_reports_the_notifier_loop_it_keeps(stack_env, conductor_url):
+    """The poller service keeps the batch_notifier loop beside the poller loop, and its
+    /healthz says so: the loop it keeps is the one running in Conductor, seen sweeping."""
+
+    def report():
+        body = requests.get(f"{stack_env['POLLER_URL']}/healthz", timeout=5).json()
+        loop = body.get("notifier_loop") or {}
+        return body if loop.get("loop_id") and loop.get("ok") else None
+
+    body = await_true(report, 60, "the poller's /healthz reporting a kept notifier loop", 0.5)
+    assert body["ok"] and body["poller_loop"]["ok"]
+    running = requests.get(
+        f"{conductor_url}/workflow/batch_notifier/correlated/batch_notifier",
+        params={"includeClosed": "false", "includeTasks": "false"},
+        timeout=10,
+    ).json()
+    assert [wf["workflowId"] for wf in running if wf["status"] == "RUNNING"] == [
+        body["notifier_loop"]["loop_id"]
+    ]
