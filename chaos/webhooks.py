@@ -210,10 +210,10 @@ def webhook_receiver_down(
     down_seconds: float = 120.0,
     failing_seconds: float = 60.0,
 ) -> dict:
-    """300 runs notify a receiver that is stopped for 2 min, then answers 500 to a third of
-    requests for 1 min, while the notifying processes are SIGKILLed twice.
+    """300 runs notify a receiver down for 2 min, then failing a third of requests for 1 min.
 
-    Every change of every run arrives, verified, in its run's order (repeats allowed).
+    The notifying processes (the poller program) are SIGKILLed twice meanwhile. Every change of
+    every run arrives, verified, in its run's order (repeats allowed).
     """
     tally = Tally(Webhook(stack.env["WEBHOOK_SECRET"]), _free_port())
     url = f"http://127.0.0.1:{tally.port}{PATH}"
