@@ -118,10 +118,21 @@ def second_proxy(directory: Path, upstream_port: int):
 
 def test_issue_12_13_a_gateway_that_is_down_gets_the_proxy_502_in_the_api_shape(tmp_path):
     with second_proxy(tmp_path, free_port()) as base:  # nothing listens upstream
-        for method, path in (("GET", "/healthz"), ("POST", "/api/v1/pipeline-runs")):
+        for method, path in (
+            ("GET", "/healthz"),
+            ("POST", "/api/v1/pipeline-runs"),
+            ("TRACE", "/"),
+        ):
             resp = requests.request(method, f"{base}{path}", json={}, timeout=10)
             assert_error_shape(resp, 502, "bad_gateway")
             assert resp.headers["Retry-After"] == str(proxy.RETRY_AFTER_SECONDS)
+
+
+def test_issue_12_13_trace_which_nginx_refuses_itself_gets_the_gateways_answer(api):
+    # nginx's own 405 is an HTML page without Allow; the gateway's names the route's methods.
+    resp = requests.request("TRACE", f"{api.base}/healthz", timeout=10)
+    assert_error_shape(resp, 405, "method_not_allowed")
+    assert resp.headers["Allow"] == "GET, HEAD, OPTIONS"
 
 
 def await_log_line(path: Path, needle: str) -> str:
