@@ -205,18 +205,20 @@ class CancelOps:
     def enforce_deadlines(self, grace_seconds: int, limit: int) -> list[Run]:
         """Act on open runs past their deadline: end at once those with no job and no
         submission, request the cancel of the others, and end without the Workbench's word
-        those whose cancel stayed unconfirmed for `grace_seconds`; return the runs touched."""
+        those whose cancel stayed unconfirmed for `grace_seconds`; return the runs touched.
+        One read when none is due; each due run is then judged again under its lock."""
+        params = {"open": list(OPEN), "grace": grace_seconds, "limit": limit}
+        with self.db.autocommit() as cur:
+            cur.execute(Q["runs_past_deadline"], params)
+            due = [row["id"] for row in cur.fetchall()]
         touched = []
-        with self.db.transaction() as cur:
-            cur.execute(
-                Q["runs_past_deadline"],
-                {"open": list(OPEN), "grace": grace_seconds, "limit": limit},
-            )
-            for row in cur.fetchall():
-                cur.execute(Q["lock_run"], {"id": row["id"]})
-                current = cur.fetchone()
-                touched.append(self._act_on_deadline(cur, current, row["overdue"]))
-        return [Run.from_row(r) for r in touched]
+        for run_id in due:
+            with self.db.transaction() as cur:
+                cur.execute(Q["lock_run_past_deadline"], {**params, "id": run_id})
+                row = cur.fetchone()
+                if row is not None:
+                    touched.append(Run.from_row(self._act_on_deadline(cur, row, row["overdue"])))
+        return touched
 
     def _act_on_deadline(self, cur, row: dict, overdue: bool) -> dict:
         no_job = row["workbench_job_id"] is None and row["submit_started_at"] is None

@@ -39,13 +39,18 @@ RETURNING id, status
 -- name: runs_past_deadline
 -- Runs still open at their deadline: those to cancel, and those whose cancel the Workbench
 -- has not confirmed within the grace (they end without it).
-SELECT id, status, workbench_job_id, submit_started_at, cancel_requested_at, cancel_reason,
-       deadline_at, deadline_at + %(grace)s * interval '1 second' < now() AS overdue
-FROM pipeline_runs
+SELECT id FROM pipeline_runs
 WHERE status = ANY(%(open)s::text[]) AND deadline_at < now()
   AND (cancel_requested_at IS NULL OR deadline_at + %(grace)s * interval '1 second' < now())
 ORDER BY deadline_at
 LIMIT %(limit)s
+
+-- name: lock_run_past_deadline
+-- One run of runs_past_deadline, locked, if it still is one (another poller may have acted).
+SELECT *, deadline_at + %(grace)s * interval '1 second' < now() AS overdue
+FROM pipeline_runs
+WHERE id = %(id)s AND status = ANY(%(open)s::text[]) AND deadline_at < now()
+  AND (cancel_requested_at IS NULL OR deadline_at + %(grace)s * interval '1 second' < now())
 FOR UPDATE SKIP LOCKED
 
 -- name: record_cancel_sent

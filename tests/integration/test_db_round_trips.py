@@ -58,6 +58,7 @@ def test_a_sweep_makes_two_round_trips_per_batch(
     conductor.close()
     assert summary["checked"] == runs
     batches = math.ceil(runs / cfg.batch_size)
-    # claims (the last one short, so no empty claim), applies, the unsynced-runs query
-    assert roundtrips.COUNTER.round_trips == 2 * batches + 1
+    # claims (the last one short, so no empty claim), applies, the unsynced-runs query, and
+    # the cancel duties' two reads (runs past their deadline, ended runs' jobs to cancel)
+    assert roundtrips.COUNTER.round_trips == 2 * batches + 3
     assert roundtrips.COUNTER.counts["begin"] == roundtrips.COUNTER.counts["commit"] == 0

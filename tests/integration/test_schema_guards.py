@@ -64,13 +64,15 @@ def test_req_7_3_terminal_status_guard_refuses_an_update_in_sql(database, status
 
 # The lifecycle as the README states it, written out here on purpose rather than read from
 # the code, so that widening the code's rules turns the test red.
-STATUSES = ("PENDING", "SUBMITTED", "RUNNING", "COMPLETED", "FAILED")
+STATUSES = ("PENDING", "SUBMITTED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 LIFECYCLE = {
-    "PENDING": {"SUBMITTED", "FAILED"},
-    "SUBMITTED": {"RUNNING", "COMPLETED", "FAILED"},
-    "RUNNING": {"COMPLETED", "FAILED"},
+    "PENDING": {"SUBMITTED", "FAILED", "CANCELLED"},
+    "SUBMITTED": {"RUNNING", "COMPLETED", "FAILED", "CANCELLED"},
+    "RUNNING": {"COMPLETED", "FAILED", "CANCELLED"},
     "COMPLETED": set(),
     "FAILED": set(),
+    "CANCELLED": set(),
 }
 # What may still change on a terminal run: the workflow behind it and bookkeeping.
 AFTER_END = {
@@ -84,7 +86,10 @@ AFTER_END = {
     "poll_lease_until",
     "workflow_synced_at",
     "workflow_checked_at",
+    "cancel_sent_at",
 }
+# What may be set once on an ended run, together: the cancel of a job that may still run.
+ONCE_AFTER_END = ("cancel_requested_at", "cancel_requested_by", "cancel_reason")
 # A value that differs from the current one, by column type (NULLs included).
 CHANGED_VALUE = {
     "text": "COALESCE({c}, '') || 'x'",
@@ -109,7 +114,7 @@ def _insert_run(database, status: str) -> uuid.UUID:
             "status": status,
             "in": f"s3://in/{run_id.hex}",
             "job": None if status == "PENDING" else f"wb-{run_id.hex}",
-            "completed": "2026-01-01T00:00:00Z" if status in ("COMPLETED", "FAILED") else None,
+            "completed": "2026-01-01T00:00:00Z" if status in TERMINAL else None,
             "error": "boom" if status == "FAILED" else None,
         },
     )
@@ -123,7 +128,7 @@ def _move(database, run_id, status: str) -> str:
             database,
             "UPDATE pipeline_runs SET status = %(status)s,"
             " workbench_job_id = COALESCE(workbench_job_id, 'wb-' || id),"
-            " completed_at = CASE WHEN %(status)s IN ('COMPLETED', 'FAILED')"
+            " completed_at = CASE WHEN %(status)s IN ('COMPLETED', 'FAILED', 'CANCELLED')"
             "                     THEN COALESCE(completed_at, now()) END,"
             " error_message = CASE WHEN %(status)s = 'FAILED'"
             "                      THEN COALESCE(error_message, 'boom') END"
@@ -177,7 +182,7 @@ def test_req_2_3_an_active_runs_workbench_job_never_changes(database, status, jo
     assert fetch_run(database, run_id)["workbench_job_id"] == f"wb-{run_id.hex}"
 
 
-@pytest.mark.parametrize("status", ["COMPLETED", "FAILED"])
+@pytest.mark.parametrize("status", TERMINAL)
 def test_req_7_3_every_column_of_a_terminal_run_is_frozen_but_its_bookkeeping(database, status):
     run_id = _insert_run(database, status)
     with database.transaction() as cur:
@@ -190,6 +195,8 @@ def test_req_7_3_every_column_of_a_terminal_run_is_frozen_but_its_bookkeeping(da
     before = fetch_run(database, run_id)
     frozen, changeable = [], []
     for column, data_type in columns.items():
+        if column in ONCE_AFTER_END:
+            continue  # below
         value = CHANGED_VALUE[data_type].format(c=column)
         try:
             _sql(
@@ -204,6 +211,36 @@ def test_req_7_3_every_column_of_a_terminal_run_is_frozen_but_its_bookkeeping(da
     assert set(changeable) == AFTER_END
     after = fetch_run(database, run_id)
     assert {c: after[c] for c in frozen} == {c: before[c] for c in frozen}
+
+
+@pytest.mark.parametrize("status", TERMINAL)
+def test_an_ended_runs_job_cancel_is_recorded_once_and_then_frozen(database, status):
+    """Issue 13: a job that may still run for an ended run is to be cancelled: the request is
+    set once (with the job's id, once, if it was unknown), never rewritten."""
+    run_id = _insert_run(database, status)
+    ask = (
+        "UPDATE pipeline_runs SET cancel_requested_at = now(), cancel_requested_by = %(by)s,"
+        " cancel_reason = 'ended' WHERE id = %(id)s"
+    )
+    _sql(database, ask, {"id": run_id, "by": "submit"})
+    with pytest.raises(psycopg2.errors.CheckViolation, match=r"cannot change \(cancel_"):
+        _sql(database, ask, {"id": run_id, "by": "poller"})
+    assert fetch_run(database, run_id)["cancel_requested_by"] == "submit"
+
+
+def test_an_ended_run_without_a_job_may_record_the_job_found_for_its_cancel_once(database):
+    run_id = _insert_run(database, "PENDING")
+    _sql(
+        database,
+        "UPDATE pipeline_runs SET status = 'CANCELLED', completed_at = now(),"
+        " cancel_requested_at = now(), cancel_requested_by = 'alice',"
+        " cancel_reason = 'requested', submit_started_at = now() WHERE id = %(id)s",
+        {"id": run_id},
+    )
+    attach = "UPDATE pipeline_runs SET workbench_job_id = %(job)s WHERE id = %(id)s"
+    _sql(database, attach, {"id": run_id, "job": "wb-found"})
+    with pytest.raises(psycopg2.errors.CheckViolation, match=r"cannot change \(workbench_job_id"):
+        _sql(database, attach, {"id": run_id, "job": "wb-other"})
 
 
 def test_req_5_5_unknown_status_and_unknown_pipeline_are_refused(database):

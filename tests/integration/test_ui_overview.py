@@ -47,6 +47,7 @@ def test_counts_per_status_cover_every_status_and_follow_the_pipeline(database):
         "RUNNING": 0,
         "COMPLETED": 0,
         "FAILED": 0,
+        "CANCELLED": 0,
     }
     assert set(overview.count_by_status(database, "other").values()) == {0}
     assert overview.count_by_status(database, "demo-batch")["PENDING"] == 2
