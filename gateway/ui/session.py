@@ -20,6 +20,8 @@ from flask import Flask, request, session
 from flask.sessions import SecureCookieSessionInterface
 from prometheus_client import Counter
 
+from batchcore.setting_checks import DEFAULT_TOKEN_NAME
+
 from ..auth import token_matches
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,10 @@ def configure(app: Flask, settings) -> None:
     )
     app.session_interface = _SessionInterface()
     app.extensions["ui_tokens"] = tuple(token.encode() for token in tokens)
+    # The client each token belongs to: what the session's actions are done as.
+    app.extensions["ui_token_names"] = tuple(
+        getattr(token, "name", DEFAULT_TOKEN_NAME) for token in tokens
+    )
     app.extensions["ui_throttle"] = FailedSignIns()
 
 
@@ -112,6 +118,16 @@ def signed_in(app: Flask) -> bool:
         return False
     current = (fingerprint(token, app.secret_key) for token in app.extensions["ui_tokens"])
     return any(hmac.compare_digest(mark, known) for known in current)
+
+
+def signed_in_name(app: Flask) -> str:
+    """The name of the token the session was opened with (the actor of what it does)."""
+    mark = session.get("token")
+    names = app.extensions["ui_token_names"]
+    for token, name in zip(app.extensions["ui_tokens"], names, strict=True):
+        if isinstance(mark, str) and hmac.compare_digest(mark, fingerprint(token, app.secret_key)):
+            return name
+    return DEFAULT_TOKEN_NAME
 
 
 def sign_out() -> None:

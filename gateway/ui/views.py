@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 from datetime import UTC, datetime
 
 from flask import abort, current_app, jsonify, redirect, render_template, request, url_for
@@ -12,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from batchcore.db import CONNECTION_ERRORS
 from batchcore.errors import (
     ConductorUnavailable,
+    Conflict,
     DatabaseUnavailable,
     DomainError,
     NotFound,
@@ -19,7 +22,8 @@ from batchcore.errors import (
 )
 from batchcore.runs import lifecycle
 
-from .. import overview, services, validation
+from .. import inputs, overview, services, validation
+from ..problems import raise_if_any
 from ..rendering import render_run
 from . import bp, present, session
 
@@ -157,6 +161,67 @@ def run_json(run_id: str):
     return jsonify(render_run(view.run, view.history))
 
 
+@bp.get("/runs/<run_id>/cancel")
+def cancel_confirm(run_id: str):
+    """Ask before cancelling; the form's POST (with the CSRF token) cancels."""
+    view = services.get_run(_gateway().database(), run_id)
+    return render_template("ui/confirm.html", run=view.run, action="cancel")
+
+
+@bp.post("/runs/<run_id>/cancel")
+def cancel_post(run_id: str):
+    """Cancel the run as POST /api/v1/pipeline-runs/{id}/cancel does, then show it."""
+    gateway = _gateway()
+    actor = session.signed_in_name(current_app)
+    view = services.cancel_run(gateway.database(), gateway.conductor, run_id, actor)
+    return redirect(url_for("ui.run", run_id=view.run["id"]), 303)
+
+
+@bp.get("/runs/<run_id>/rerun")
+def rerun_confirm(run_id: str):
+    """Ask before re-running, with the parameters to run with (the original's to start)."""
+    view = services.get_run(_gateway().database(), run_id)
+    return render_template(
+        "ui/confirm.html",
+        run=view.run,
+        action="rerun",
+        parameters=present.pretty_json(view.run["parameters"]),
+        # One key per form: sending the form twice makes one re-run.
+        key=f"ui-{secrets.token_urlsafe(16)}",
+    )
+
+
+@bp.post("/runs/<run_id>/rerun")
+def rerun_post(run_id: str):
+    """Re-run the run as POST /api/v1/pipeline-runs/{id}/rerun does, then show the new run."""
+    gateway = _gateway()
+    parameters = _form_parameters(request.form.get("parameters", ""))
+    key = request.form.get("key") or None
+    raise_if_any(inputs.idempotency_key_problems(key))
+    accepted = services.rerun_run(
+        gateway.database(),
+        gateway.conductor,
+        run_id,
+        parameters,
+        key,
+        submitted_by=session.signed_in_name(current_app),
+        default_deadline_seconds=gateway.settings.run_deadline_seconds,
+    )
+    return redirect(url_for("ui.run", run_id=accepted.run["id"]), 303)
+
+
+def _form_parameters(text: str) -> dict | None:
+    """The parameters typed in the form (None when left empty: the original's), checked as
+    the API checks a rerun's body."""
+    if not text.strip():
+        return None
+    try:
+        parameters = json.loads(text)
+    except ValueError as exc:
+        raise ValidationFailed(f"The parameters are not JSON: {exc}") from None
+    return validation.parse_rerun_request({"parameters": parameters})
+
+
 @bp.get("/pipelines")
 def pipelines():
     """The catalog."""
@@ -184,7 +249,10 @@ def domain_error(exc: DomainError):
     if isinstance(exc, NotFound):
         return _error_page(404, "Not found", exc.message)
     if isinstance(exc, ValidationFailed):
-        return _error_page(422, "Not understood", exc.message)
+        messages = [d.get("message") for d in exc.details if d.get("message")]
+        return _error_page(422, "Not understood", " ".join([exc.message, *messages]))
+    if isinstance(exc, Conflict):
+        return _error_page(409, "Not possible now", exc.message)
     if isinstance(exc, DatabaseUnavailable | ConductorUnavailable):
         return _unavailable(exc)
     return _error_page(500, "Something went wrong", "An unexpected error occurred; it was logged")
