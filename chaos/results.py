@@ -20,6 +20,7 @@ TOTALS = {
     "faults_injected": "faults_injected",
     "notifications_lost": "notifications_lost",
     "notifications_out_of_order": "out_of_order",
+    "jobs_left_running": "jobs_left_running",
 }
 # Figures that are a worst case, not a count: the rounds' largest is kept, not their sum.
 WORST_CASE = ("slowest_answer_s",)
@@ -96,8 +97,9 @@ def write(figures: dict, path: Path | None = None) -> Path:
 
 
 def verdict_ok(figures: dict) -> bool:
-    """No run lost or duplicated, no ended run's workflow left running in Conductor, and no
-    notification lost or delivered out of its run's order."""
+    """No run lost or duplicated, no ended run's workflow left running in Conductor, no
+    notification lost or delivered out of its run's order, and no Workbench job left running
+    against its run's outcome (cancel_races)."""
     return all(
         figures.get(key, 0) == 0
         for key in (
@@ -106,5 +108,6 @@ def verdict_ok(figures: dict) -> bool:
             "workflows_left_running",
             "notifications_lost",
             "notifications_out_of_order",
+            "jobs_left_running",
         )
     )

@@ -7,6 +7,7 @@ import time
 
 from stack import supervisor
 
+from .cancels import cancel_races
 from .harness import Load, Stack, verify
 from .hostile import hostile_workbench
 from .webhooks import webhook_receiver_down
@@ -186,4 +187,5 @@ SCENARIOS = {
     "conductor_kill": conductor_kill,
     "hostile_workbench": hostile_workbench,
     "webhook_receiver_down": webhook_receiver_down,
+    "cancel_races": cancel_races,
 }
