@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import common, gateway, latency, loadgen, notifications, report, sweeps
+from . import common, gateway, latency, loadgen, notifications, report, scale, sweeps
 from . import sim as simulator
 from .common import RESULTS_DIR, log
 
@@ -44,7 +44,7 @@ QUICK = Plan("quick", 2_000, 1, 1, 4, 6, 2, 1, 15, 1_000)
 CONCURRENCY = 32  # the gateway's 2 workers x 16 threads
 BATCH_SIZE = 200  # POLL_BATCH_SIZE's default
 STATUS_DELAY = 0.020
-PARTS = ("sweep", "scaling", "gateway", "latency", "notifications")
+PARTS = ("sweep", "scaling", "gateway", "latency", "notifications", "scale")
 
 
 def _git_commit() -> str:
@@ -98,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     sim = simulator.start(log_dir)
     gw = None
     try:
-        log(f"creating {plan.sweep_runs} Workbench jobs and their SUBMITTED runs")
-        seed = sweeps.Seed(database_url, simulator.create_jobs(sim, plan.sweep_runs))
-        seed.reset()
+        if parts & {"sweep", "scaling", "gateway"}:  # the gateway phase lists these runs
+            log(f"creating {plan.sweep_runs} Workbench jobs and their SUBMITTED runs")
+            seed = sweeps.Seed(database_url, simulator.create_jobs(sim, plan.sweep_runs))
+            seed.reset()
 
         if "sweep" in parts:
             log(f"sweep vs bare loop, {plan.sweep_rounds} round(s), batch {BATCH_SIZE}")
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         if "notifications" in parts:
             log("notifications: from a status change to its webhook on a loopback receiver")
             results |= notifications.run(env, plan.latency_samples // 3, gap=0.3)
+        if "scale" in parts:
+            log("the database at millions of runs vs at 10,000")
+            results |= scale.run(env, sim, database_url, quick=plan.mode == "quick")
     finally:
         if gw is not None:
             gw.stop()

@@ -81,6 +81,44 @@ FIGURES = [
         "runs/s, status +100 ms: not short of CPU",
     ),
     (
+        "list_p95_scale_ratio",
+        "<= 1.5",
+        lambda v, r: v <= 1.5,
+        "worst {list_p95_scale_ratio_worst}, {scale_runs} runs vs {scale_runs_small}",
+    ),
+    (
+        "get_run_p95_scale_ratio",
+        "<= 1.5",
+        lambda v, r: v <= 1.5,
+        "p95 {scale_get_run_p95_ms:.2f} ms vs {scale_get_run_p95_ms_small:.2f} ms",
+    ),
+    (
+        "claim_scale_ratio",
+        "<= 1.5",
+        lambda v, r: v <= 1.5,
+        "p95 {scale_claim_due_runs_p95_ms:.2f} ms vs {scale_claim_due_runs_p95_ms_small:.2f} ms, "
+        "{scale_active_runs} active runs vs {scale_active_runs_small}",
+    ),
+    (
+        "reconcile_scale_ratio",
+        "<= 1.5",
+        lambda v, r: v <= 1.5,
+        "worst {reconcile_scale_ratio_worst}",
+    ),
+    (
+        "wal_bytes_per_poll",
+        "reported",
+        None,
+        "write-back of an unchanged run; full-page images {wal_fpi_bytes_per_poll:.0f} B apart",
+    ),
+    (
+        "poller_rss_scale_ratio",
+        "<= 1.2",
+        lambda v, r: v <= 1.2,
+        "{poller_rss_mb_scale_big:.0f} MiB vs {poller_rss_mb_scale_small:.0f} MiB, sweeping "
+        "{poller_rss_scale_runs_big} active runs vs {poller_rss_scale_runs_small}",
+    ),
+    (
         "gateway_rss_mb",
         "reported",
         None,
@@ -149,6 +187,8 @@ def flatten(results: dict) -> dict:
 
 
 def write(results: dict, path: Path) -> Path:
+    """Update `path` with these results: a partial run (--only) replaces only its own keys."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(flatten(results), indent=2, sort_keys=True) + "\n")
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps(kept | flatten(results), indent=2, sort_keys=True) + "\n")
     return path

@@ -85,11 +85,29 @@ RETURNING *
 
 -- name: list_runs
 -- Keyset pagination, newest first: the cursor is the (created_at, id) of the last row shown.
-SELECT * FROM pipeline_runs
-WHERE (%(no_status)s OR status = ANY(%(statuses)s))
-  AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
-  AND (%(after_created)s::timestamptz IS NULL
-       OR (created_at, id) < (%(after_created)s::timestamptz, %(after_id)s::uuid))
+-- Each status asked for is read on its own, in (status, created_at, id) order, and the pages
+-- merged: `status = ANY(...)` cannot use that order, so the newest-first scan read every newer
+-- run of other statuses (all of them, for ?status=FAILED where failures are old).
+(SELECT r.*
+ FROM (SELECT DISTINCT unnest(%(statuses)s::text[])) AS asked(status)
+ CROSS JOIN LATERAL (
+     SELECT * FROM pipeline_runs
+     WHERE status = asked.status
+       AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
+       AND (%(after_created)s::timestamptz IS NULL
+            OR (created_at, id) < (%(after_created)s::timestamptz, %(after_id)s::uuid))
+     ORDER BY created_at DESC, id DESC
+     LIMIT %(limit)s
+ ) AS r
+ WHERE NOT %(no_status)s)
+UNION ALL
+(SELECT * FROM pipeline_runs
+ WHERE %(no_status)s
+   AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
+   AND (%(after_created)s::timestamptz IS NULL
+        OR (created_at, id) < (%(after_created)s::timestamptz, %(after_id)s::uuid))
+ ORDER BY created_at DESC, id DESC
+ LIMIT %(limit)s)
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
 
