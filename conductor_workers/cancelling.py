@@ -52,9 +52,10 @@ def _cancel_job_of(store: RunStore, client: WorkbenchClient, run: Run) -> bool:
         result = client.cancel_job(job_id)
     except WorkbenchError as exc:
         metrics.WORKBENCH_ERRORS.labels(kind=exc.kind).inc()
-        if job_id is None and not exc.transient:
-            # The Workbench refuses to create a job for this run: none exists to cancel.
-            return store.record_ended_run_cancel(run, None, f"refused: {exc.kind}")
+        if not exc.transient:
+            # Refused for good: no job can be created for this run (none exists), or the
+            # Workbench will not cancel this one (it no longer knows it); asking again is vain.
+            return store.record_ended_run_cancel(run, job_id, f"refused: {exc.kind}")
         log.warning("cancel of the job of ended run %s failed (%s): %s", run.id, exc.kind, exc)
         return False
     log.info("cancelled job %s of ended run %s (%s)", job_id, run.id, result.workbench_status)

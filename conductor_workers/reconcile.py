@@ -250,6 +250,7 @@ def give_up(store: RunStore, conductor: ConductorClient, run: Run, cfg: Reconcil
                 "give_up_seconds": cfg.give_up_seconds,
             },
         )
+        locked.cancel_job_later()  # it may still run, unseen: never leave it so
         metrics.RUNS_GIVEN_UP.labels(kind=kind).inc()
         return "gave_up"
 

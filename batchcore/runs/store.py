@@ -345,6 +345,13 @@ class Repair:
             details["previous_workflow_status"] = previous_status
         self.note(action, message, details)
 
+    def cancel_job_later(self) -> None:
+        """The run was ended here while its job may still run: the poller cancels it."""
+        self._cur.execute(
+            Q["request_cancel"],
+            {**LIFECYCLE_SETS, "id": self.run.id, "actor": "reconciler", "reason": "ended"},
+        )
+
     def note(self, action: str, message: str, details: dict) -> None:
         """Record a repair that changes no status in the audit trail, its action named."""
         self._cur.execute(

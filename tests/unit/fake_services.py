@@ -10,6 +10,7 @@ from collections.abc import Callable
 from batchcore.errors import ConductorUnavailable, WorkbenchError
 from batchcore.runs.lifecycle import run_status_for
 from batchcore.workbench import JobStatus
+from batchcore.workbench_results import CancelResult
 
 
 def not_found(what: str) -> ConductorUnavailable:
@@ -112,6 +113,7 @@ class FakeWorkbench:
         self.errors: dict[str, WorkbenchError] = {}
         self.calls: list[str] = []
         self.timeouts: list[float | None] = []
+        self.cancelled: list[str] = []
         self._lock = threading.Lock()
 
     def get_job(self, job_id: str, timeout: float | None = None) -> JobStatus:
@@ -126,6 +128,16 @@ class FakeWorkbench:
             )
         status = self.jobs[job_id]
         return JobStatus(job_id, status, run_status_for(status), None, None, None)
+
+    def cancel_job(self, job_id: str, timeout: float | None = None) -> CancelResult:
+        """Cancel at once (a job that ended keeps its status), as the contract allows."""
+        status = self.get_job(job_id, timeout).workbench_status
+        ended = status in ("SUCCEEDED", "FAILED", "CANCELLED")
+        self.cancelled.append(job_id)
+        if not ended:
+            self.jobs[job_id] = "CANCELLED"
+        final = self.jobs[job_id]
+        return CancelResult(job_id, final, run_status_for(final), ended)
 
 
 class MidpointRandom:

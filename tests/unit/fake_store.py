@@ -455,6 +455,9 @@ class _Repair:
         self._row = row
         self.run = Run.from_row(row)
 
+    def cancel_job_later(self) -> None:
+        self._store._request(self._row, "reconciler", cancels.ENDED)
+
     def restarts(self) -> int:
         return sum(
             1

@@ -175,6 +175,13 @@ def test_issue_12_3_a_run_answered_only_unusably_for_give_up_seconds_ends_failed
     assert row["error_details"]["code"] == kind
     assert f"answer of kind {kind}" in row["error_message"]
     assert store.history(run.id)[-1]["source"] == "reconciler"
+    # The job may still run, unseen: the next sweep cancels it at the Workbench (issue 13).
+    assert (row["cancel_reason"], row["cancel_sent_at"]) == ("ended", None)
+    workbench.errors.pop(run.workbench_job_id)
+    workbench.jobs[run.workbench_job_id] = "RUNNING"
+    assert sweep(store, workbench, conductor)["ended_jobs_cancelled"] == 1
+    assert workbench.cancelled == [run.workbench_job_id]
+    assert workbench.jobs[run.workbench_job_id] == "CANCELLED"
 
 
 def test_issue_12_3_a_streak_of_timeouts_is_never_given_up(store, workbench, conductor, clock):
@@ -315,9 +322,7 @@ def test_issue_12_6_the_keeper_survives_any_error_and_checks_again(store, conduc
 
 def test_issue_12_6_healthz_fails_when_the_keeper_is_dead_or_no_sweep_is_seen(store, conductor):
     now = [1000.0]
-    keeper = supervision.LoopKeeper(
-        conductor, store, 5, threading.Event(), clock=lambda: now[0]
-    )
+    keeper = supervision.LoopKeeper(conductor, store, 5, threading.Event(), clock=lambda: now[0])
     keeper._sweep_seen_at = now[0]
     report = keeper.report()
     assert not report["ok"] and report["problems"] == [

@@ -191,6 +191,7 @@ def test_issue_10_4_the_wait_task_of_an_ended_run_is_completed_once(store, condu
         "status": "COMPLETED",
         "workbench_job_id": run.workbench_job_id,
         "error_message": None,
+        "reason": None,  # TERMINATE's reason, for a run that failed or was cancelled
     }
     assert sweep(store, workbench, conductor)["synced"] == 0
     assert len(conductor.completed) == 1
