@@ -267,6 +267,15 @@ class Answer:
         return status
 
 
+# Facts of an error's details that name where the Workbench is: for the log, never for clients.
+ADDRESS_FACTS = frozenset({"url", "location"})
+
+
+def public_details(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The error's details as a client may see them (in a run's history): no address."""
+    return [{k: v for k, v in fact.items() if k not in ADDRESS_FACTS} for fact in details]
+
+
 def _origin(url: str) -> tuple[str, str] | None:
     """(scheme, host:port) of ``url``, the default port filled in; None when it has no host."""
     try:

@@ -20,6 +20,7 @@ from batchcore.runs import cancels, lifecycle, workflow
 from batchcore.runs.model import PollOutcome, Run
 from batchcore.runs.store import RunStore
 from batchcore.workbench import JobStatus, WorkbenchClient
+from batchcore.workbench_errors import public_details
 
 from . import cancelling, metrics
 
@@ -185,8 +186,9 @@ def poll_one(
             "status_code": exc.status_code,
             "consecutive_failures": failures,
             "next_poll_in_seconds": round(wait),
-            # The answer as the client read it (URLs and body excerpt redacted there).
-            "answer": exc.details or None,
+            # The answer as the client read it (body excerpt redacted there), without the
+            # Workbench's address: clients read this in the run's history.
+            "answer": public_details(exc.details) or None,
         }
         return outcome
     outcome.new_status = decide(run.status, job)
@@ -195,7 +197,7 @@ def poll_one(
         outcome.error_message = lifecycle.error_message_for(job.workbench_status, job.error_message)
         outcome.started_at, outcome.finished_at = job.started_at, job.finished_at
         outcome.details = job.event_details()
-        if run.cancel_requested_at is not None:
+        if run.cancel_requested_at is not None and lifecycle.is_terminal(outcome.new_status):
             cancels.judge_cancelled(run, job.workbench_status, outcome)
     return outcome
 

@@ -7,6 +7,7 @@ failed in a sentence, without the Workbench's URL (which stays in the logs and d
 
 from __future__ import annotations
 
+import json
 import uuid
 from urllib.parse import urlsplit
 
@@ -69,3 +70,7 @@ def test_issue_12_11_a_failed_status_call_names_no_address(api, simulator, addre
     said = await_true(poll_error, 60, "the poller to record the failed status call", every=0.5)
     assert "HTTP 503" in said
     assert_no_address(said, addresses)
+    # The history's event of the failure keeps the answer's facts, not the address.
+    (event,) = [e for e in api.get_run(run["id"])["history"] if "HTTP 503" in e["message"]]
+    assert event["details"]["answer"][0]["status_code"] == 503
+    assert_no_address(json.dumps(event), addresses)
