@@ -190,12 +190,31 @@ def measure(big: Side, small: Side, rounds: int) -> dict:
     return out
 
 
-def wal_per_poll(side: Side, env: dict[str, str], batches: int) -> dict:
+def _poll_unchanged(store: RunStore) -> int:
+    """One claim and the write-back of its runs as unchanged (the common poll); how many.
+    Runs in a failure streak keep it (their lease lapses): a reused database still has the
+    reconciler's lost and given-up runs."""
+    claimed = store.claim_due_runs(CLAIM_BATCH, 60)
+    outcomes = [
+        PollOutcome(str(run.id), run.status, lease_token=run.poll_lease_token)
+        for run in claimed
+        if not run.poll_failures
+    ]
+    # Interval 0: the runs fall due again at once, so the batches cycle through all of them.
+    store.apply_poll_results(outcomes, 0)
+    return len(outcomes)
+
+
+def wal_per_poll(side: Side, env: dict[str, str], active: int, batches: int) -> dict:
     """WAL written by the poller's write-back of runs that did not change (the common poll):
     from pg_walinspect, only this database's records, full-page images apart (those come once
-    per page per checkpoint); the raw LSN distance beside it includes other tenants' WAL."""
+    per page per checkpoint); the raw LSN distance beside it includes other tenants' WAL.
+    Every active run is polled once first: the steady state, not the first update of rows
+    the bulk load packed into full pages."""
+    for _ in range(active // CLAIM_BATCH + 1):
+        _poll_unchanged(side.store)
     admin = common.admin_connect(env, side.name)
-    polled = record = fpi = raw = claim_record = claimed_runs = 0
+    polled = record = fpi = raw = claim_record = claimed_runs = hot = index_entries = 0
     try:
         with admin.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
@@ -212,8 +231,6 @@ def wal_per_poll(side: Side, env: dict[str, str], batches: int) -> dict:
                     (before_claim, f"%/{db_oid}/%"),
                 )
                 claim_record += int(cur.fetchone()[0])
-                # Runs in a failure streak keep it (their lease lapses): a reused database
-                # still has the reconciler's lost and given-up runs.
                 outcomes = [
                     PollOutcome(str(run.id), run.status, lease_token=run.poll_lease_token)
                     for run in claimed
@@ -221,19 +238,22 @@ def wal_per_poll(side: Side, env: dict[str, str], batches: int) -> dict:
                 ]
                 cur.execute("SELECT pg_current_wal_insert_lsn()")
                 start = cur.fetchone()[0]
-                # Interval 0: the runs fall due again at once, so the batches cycle through all.
                 side.store.apply_poll_results(outcomes, 0)
                 # Its commit was flushed, and with it every record the write-back made.
                 cur.execute("SELECT pg_current_wal_flush_lsn()")
                 end = cur.fetchone()[0]
                 cur.execute(
                     "SELECT coalesce(sum(record_length - fpi_length), 0),"
-                    " coalesce(sum(fpi_length), 0), pg_wal_lsn_diff(%s, %s)"
+                    " coalesce(sum(fpi_length), 0), pg_wal_lsn_diff(%s, %s),"
+                    " count(*) FILTER (WHERE record_type = 'HOT_UPDATE'),"
+                    " count(*) FILTER (WHERE resource_manager = 'Btree')"
                     " FROM pg_get_wal_records_info(%s, %s)"
                     " WHERE block_ref LIKE %s",
                     (end, start, start, end, f"%/{db_oid}/%"),
                 )
-                rec, img, dist = cur.fetchone()
+                rec, img, dist, hot_updates, index_records = cur.fetchone()
+                hot += hot_updates
+                index_entries += index_records
                 polled += len(outcomes)
                 claimed_runs += len(claimed)
                 record, fpi, raw = record + int(rec), fpi + int(img), raw + int(dist)
@@ -244,6 +264,8 @@ def wal_per_poll(side: Side, env: dict[str, str], batches: int) -> dict:
         "wal_fpi_bytes_per_poll": round(fpi / polled, 1),
         "wal_lsn_bytes_per_poll": round(raw / polled, 1),
         "wal_polls": polled,
+        "wal_hot_update_share": round(hot / polled, 3),
+        "wal_index_records_per_poll": round(index_entries / polled, 2),
         "wal_bytes_per_claimed_run": round(claim_record / claimed_runs, 1),
     }
 
@@ -291,8 +313,8 @@ def run(env: dict[str, str], sim, database_url: str, quick: bool) -> dict:
             "scale_active_runs": big_shape.active,
             "scale_active_runs_small": small_shape.active,
         }
-        results |= measure(big, small, 20 if quick else 60)
-        results |= wal_per_poll(big, env, 10 if quick else 25)
+        results |= measure(big, small, 40 if quick else 200)
+        results |= wal_per_poll(big, env, big_shape.active, 10 if quick else 25)
     finally:
         big.close()
         small.close()
