@@ -168,7 +168,8 @@ SCHEMAS = {
     },
     "RunSummary": {
         "type": "object",
-        "description": "A run as listed (no history).",
+        "description": "A run as listed: no reruns (a lookup per run; GET the run for them)"
+        " and no history.",
         "additionalProperties": False,
         "required": list(_RUN_PROPERTIES),
         "properties": _RUN_PROPERTIES,

@@ -13,7 +13,10 @@ from batchcore.errors import Conflict
 from batchcore.runs import overview
 from batchcore.runs.model import NewRun
 from batchcore.runs.store import RunStore
+from gateway.metrics import UNCONFIRMED_RUNS
+from tests.gateway_helpers import FakeConductor
 from tests.integration.helpers import fetch_run, history, make_run
+from tests.integration.test_gateway_api import make_client  # noqa: F401 (the fixture)
 
 
 def deadline_seconds(run: dict) -> float:
@@ -126,3 +129,24 @@ def test_unconfirmed_runs_are_counted_from_status_checked_at_else_submitted_at(d
             )
     assert overview.count_unconfirmed(database, 15) == before + 2
     assert overview.count_unconfirmed(database, 120) == 0
+
+
+def test_the_gateways_metrics_count_them_with_its_poll_interval(
+    database,
+    make_client,  # noqa: F811
+):
+    run = make_run(database)
+    with database.transaction() as cur:
+        cur.execute(
+            "UPDATE pipeline_runs SET status = 'SUBMITTED', workbench_job_id = 'wb-metrics',"
+            " submitted_at = now() - interval '40 seconds' WHERE id = %s",
+            (run["id"],),
+        )
+
+    def gauge(poll_interval_seconds: int) -> str:
+        client = make_client(FakeConductor(), poll_interval_seconds=poll_interval_seconds)
+        text = client.get("/metrics").get_data(as_text=True)
+        return next(line for line in text.splitlines() if line.startswith(UNCONFIRMED_RUNS))
+
+    assert gauge(10) == f"{UNCONFIRMED_RUNS} 1.0"  # 40 s > 3 × 10 s
+    assert gauge(20) == f"{UNCONFIRMED_RUNS} 0.0"
