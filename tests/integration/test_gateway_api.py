@@ -518,6 +518,7 @@ def test_req_4_2_pipelines_lists_the_catalog(client):
             "enabled": True,
             "workflow_name": "batch_pipeline_run",
             "workflow_version": 1,
+            "max_runtime_seconds": None,  # its runs' deadline: RUN_DEADLINE_SECONDS
         }
     ]
     assert_documented(openapi.document(), "/api/v1/pipelines", "GET", response)
