@@ -132,6 +132,16 @@ def _prepare_bare():
     return run
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM), in MiB. Not ru_maxrss: Linux carries that
+    across fork and exec, so a poller started by a big benchmark process reported its size."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main() -> int:
     mode = sys.argv[1]
     run = _prepare_sweep() if mode == "sweep" else _prepare_bare()
@@ -158,7 +168,7 @@ def main() -> int:
                 "round_trip_kinds": counts,
                 "cpu_seconds": (usage1.ru_utime + usage1.ru_stime)
                 - (usage0.ru_utime + usage0.ru_stime),
-                "peak_rss_mb": usage1.ru_maxrss / 1024,
+                "peak_rss_mb": peak_rss_mb(),
             }
         ),
         flush=True,
