@@ -313,7 +313,7 @@ def run(env: dict[str, str], sim, database_url: str, quick: bool) -> dict:
             "scale_active_runs": big_shape.active,
             "scale_active_runs_small": small_shape.active,
         }
-        results |= measure(big, small, 40 if quick else 200)
+        results |= measure(big, small, 60 if quick else 400)
         results |= wal_per_poll(big, env, big_shape.active, 10 if quick else 25)
     finally:
         big.close()
