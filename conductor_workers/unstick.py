@@ -180,6 +180,12 @@ def finish_ended(
             }
             if conductor.complete_task(wf_id, workflow.WAIT_TASK_REF, "COMPLETED", output):
                 done.append(f"completed its {workflow.WAIT_TASK_REF} task")
+        elif run.status == lifecycle.CANCELLED:
+            # Cancelled before its job was asked for, and Conductor was not told then: what
+            # is left of the workflow must not run (its submit task would only refuse).
+            conductor.terminate(wf_id, f"Run cancelled by {run.cancel_requested_by}")
+            done.append("terminated it")
+            found = {**found, "status": "TERMINATED"}
         else:
             verdict = _judge(found, progress_cfg, clock)
             if verdict.stuck:

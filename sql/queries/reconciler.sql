@@ -69,7 +69,8 @@ WHERE run_id = %(id)s AND source = 'reconciler' AND details ->> 'action' = %(act
 -- A run without a workflow id is one whose start failed at the gateway: Conductor may have
 -- started it all the same, found by correlation id.
 SELECT r.id, r.status, r.conductor_workflow_id, r.workbench_job_id, r.error_message,
-       r.input_path_prefix, r.output_path_prefix, p.workflow_name, p.workflow_version
+       r.cancel_requested_by, r.input_path_prefix, r.output_path_prefix, p.workflow_name,
+       p.workflow_version
 FROM pipeline_runs r JOIN pipelines p ON p.name = r.pipeline
 WHERE r.status = ANY(%(terminal)s::text[]) AND r.workflow_synced_at IS NULL
   AND r.completed_at < now() - %(older_than)s * interval '1 second'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -225,3 +226,26 @@ def test_issue_10_5_an_active_run_whose_workflow_vanished_gets_a_new_one(
     (event,) = _reconciler_events(database, run["id"])
     assert event["details"]["previous_workflow_status"] == "missing"
     assert event["details"]["previous_workflow_id"] == vanished
+
+
+def test_issue_13_a_cancelled_run_is_never_revived_and_its_workflow_is_ended(
+    database, conductor, private_workflow
+):
+    """Cancelled before any job was asked for, while Conductor could not be told: the
+    reconciler ends the workflow left running and starts none."""
+    name, started = private_workflow
+    run = make_run(database)
+    started.append(str(run["id"]))
+    workflow_id = _start(conductor, name, run)
+    RunStore(database).set_workflow_id(run["id"], workflow_id)
+    cancelled, ended = RunStore(database).request_cancel(run["id"], "alice")
+    assert ended and cancelled.status == "CANCELLED"
+    # The reconciler looks at an ended run's workflow as soon as it has ended.
+    progress_cfg = dataclasses.replace(CFG.progress, finish_after_seconds=0)
+    cfg = dataclasses.replace(CFG, progress=progress_cfg)
+    reconcile.reconcile(RunStore(database), conductor, cfg)
+    assert conductor.get_workflow(workflow_id, include_tasks=False)["status"] != "RUNNING"
+    assert [w["workflowId"] for w in conductor.correlated(name, str(run["id"]))] == []
+    stored = fetch_run(database, run["id"])
+    assert (stored["status"], stored["conductor_workflow_id"]) == ("CANCELLED", workflow_id)
+    assert reconcile.reconcile(RunStore(database), conductor, cfg) == {}
