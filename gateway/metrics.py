@@ -70,6 +70,15 @@ _FAILED_OUTCOMES = (
     ((ConductorUnavailable,), "conductor_failed"),
     ((DatabaseUnavailable, psycopg2.OperationalError), "database_unavailable"),
 )
+# Read from the database at each scrape: runs whose status is not confirmed for long.
+UNCONFIRMED_RUNS = "gateway_runs_status_unconfirmed"
+# A status unconfirmed for this many poll intervals counts: one late sweep is not news.
+UNCONFIRMED_AFTER_POLLS = 3
+UNCONFIRMED_HELP = (
+    "Runs with a Workbench job (SUBMITTED, RUNNING) whose status the Workbench has not"
+    f" confirmed for {UNCONFIRMED_AFTER_POLLS} poll intervals (status_checked_at, or"
+    " submitted_at when never confirmed)"
+)
 # Method is a label; anything exotic is folded so clients cannot mint new series.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "<unmatched>"
@@ -121,11 +130,6 @@ def render(unconfirmed_runs: Callable[[], int] | None = None) -> tuple[bytes, st
     return text, CONTENT_TYPE_LATEST
 
 
-UNCONFIRMED_RUNS = "gateway_runs_status_unconfirmed"
-# A status unconfirmed for this many poll intervals counts: one late sweep is not news.
-UNCONFIRMED_AFTER_POLLS = 3
-
-
 def unconfirmed_runs(db: Database, poll_interval_seconds: float) -> Callable[[], int]:
     """The reader of the gauge for render(): runs unconfirmed for UNCONFIRMED_AFTER_POLLS."""
     return lambda: overview.count_unconfirmed(db, UNCONFIRMED_AFTER_POLLS * poll_interval_seconds)
@@ -142,13 +146,6 @@ def _database_gauges(unconfirmed_runs: Callable[[], int]) -> bytes:
     registry = CollectorRegistry()
     registry.register(_Gauge(UNCONFIRMED_RUNS, UNCONFIRMED_HELP, count))
     return generate_latest(registry)
-
-
-UNCONFIRMED_HELP = (
-    "Runs with a Workbench job (SUBMITTED, RUNNING) whose status the Workbench has not"
-    f" confirmed for {UNCONFIRMED_AFTER_POLLS} poll intervals (status_checked_at, or"
-    " submitted_at when never confirmed)"
-)
 
 
 class _Gauge:

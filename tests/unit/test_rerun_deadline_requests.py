@@ -13,7 +13,7 @@ from batchcore import settings
 from batchcore.errors import ValidationFailed
 from batchcore.runs.model import REQUEST_FIELDS, NewRun
 from batchcore.setting_checks import SettingsError
-from gateway import metrics, services
+from gateway import metrics, openapi, services
 from gateway.submission import AcceptedRun
 from gateway.validation import parse_rerun_request, parse_run_request
 from tests.unit.test_gateway_http import AUTH, VALID_BODY, make_app
@@ -186,3 +186,14 @@ def test_the_gauge_counts_from_three_poll_intervals(monkeypatch):
     )
     assert metrics.unconfirmed_runs("db", 5)() == 0
     assert asked == [("db", 15)]
+
+
+def test_the_document_states_the_rules_the_gateway_applies():
+    schemas = openapi.document()["components"]["schemas"]
+    deadline = schemas["RunRequest"]["properties"]["deadline_seconds"]
+    assert (deadline["type"], deadline["minimum"], deadline["maximum"]) == ("integer", 60, 604800)
+    assert schemas["RerunRequest"]["additionalProperties"] is False
+    assert list(schemas["RerunRequest"]["properties"]) == ["parameters"]
+    assert "max_runtime_seconds" in schemas["Pipeline"]["required"]
+    assert "reruns" in schemas["Run"]["required"]
+    assert "reruns" not in schemas["RunSummary"]["properties"]
