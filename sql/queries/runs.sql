@@ -70,6 +70,9 @@ UPDATE pipeline_runs SET
     error_details = COALESCE(%(error_details)s, error_details),
     submitted_at = COALESCE(submitted_at, CASE
         WHEN COALESCE(workbench_job_id, %(workbench_job_id)s) IS NOT NULL THEN now() END),
+    -- The Workbench's answer that names the job confirms its status (QUEUED) as well.
+    status_checked_at = CASE WHEN %(status)s = 'SUBMITTED' AND %(workbench_job_id)s IS NOT NULL
+                             THEN now() ELSE status_checked_at END,
     started_at = CASE WHEN %(status)s = 'RUNNING' OR (%(status)s = ANY(%(terminal)s::text[])
                                                        AND %(started_at)s IS NOT NULL)
                       THEN COALESCE(started_at, %(started_at)s, now()) ELSE started_at END,

@@ -107,6 +107,37 @@ def test_a_cancel_while_the_submit_is_in_flight_waits_for_the_job_and_cancels_it
     assert stored["error_message"] is None
 
 
+def test_status_checked_at_is_when_the_workbench_last_answered_for_the_run(
+    database, workbench_client, conductor, simulator
+):
+    store = RunStore(database)
+    run = make_run(database, SLOW_JOB)
+    assert fetch_run(database, run["id"])["status_checked_at"] is None
+    out = submission.submit(store, workbench_client, str(run["id"]))
+    submission.persist(
+        store, str(run["id"]), "SUBMITTED", "persist", workbench_job_id=out["workbench_job_id"]
+    )
+    submitted = fetch_run(database, run["id"])["status_checked_at"]
+    assert submitted is not None  # the submission's answer named the job's status
+    simulator.faults(error_5xx={"status": 503, "count": 100, "only": "status"}, run_ids=[run["id"]])
+    sweep_until(
+        database,
+        workbench_client,
+        conductor,
+        lambda: fetch_run(database, run["id"])["last_poll_error"],
+        "a failed status call",
+    )
+    assert fetch_run(database, run["id"])["status_checked_at"] == submitted
+    simulator.clear()
+    sweep_until(
+        database,
+        workbench_client,
+        conductor,
+        lambda: fetch_run(database, run["id"])["status_checked_at"] > submitted,
+        "the next answer to be recorded",
+    )
+
+
 def test_a_job_created_for_a_run_that_ended_meanwhile_is_cancelled_never_left_running(
     database, workbench_client, conductor, simulator
 ):
