@@ -16,6 +16,7 @@ due a poll, some failing to be read.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -32,7 +33,11 @@ BIG_DB = "batch_bench_scale"
 SMALL_DB = "batch_bench_scale_small"
 CHUNK = 200_000
 PIPELINES = ("scale-etl", "scale-train", "scale-report")  # 60 %, 30 %, 10 % of the runs
+# The same in both databases, so that the reconciler's and the sync's reads return as many
+# rows on each: what grows is everything around them.
 STUCK_PENDING = 20
+FAILING = 200
+UNSYNCED = 100
 
 PIPELINE_ROWS = """
 INSERT INTO pipelines (name, mode, workflow_name, workflow_version, description)
@@ -93,14 +98,14 @@ FROM runs r CROSS JOIN LATERAL (VALUES
 ) AS e(at, source, previous_status, status, message)
 """
 
-# Recent active runs, every one due a poll; one in 97 has had its job answered 404 for a
-# while (some past the reconciler's 10), one in 89 an answer retrying cannot fix.
+# Recent active runs, every one due a poll; of the first FAILING, half have had their job
+# answered 404 for a while (some past the reconciler's 10), half an answer retrying cannot fix.
 ACTIVE_RUNS = """
 WITH src AS (
     SELECT h, now() - (%(count)s - h) * interval '300 milliseconds' - interval '1 minute'
               AS created,
-           CASE WHEN h %% 97 = 0 THEN 'not_found' WHEN h %% 89 = 0 THEN 'unknown_status' END
-              AS kind
+           CASE WHEN h > %(failing)s THEN NULL WHEN h %% 2 = 0 THEN 'not_found'
+                ELSE 'unknown_status' END AS kind
     FROM generate_series(1, %(count)s) h
 ),
 runs AS (
@@ -159,7 +164,7 @@ class Shape:
     name: str
     terminal: int
     active: int
-    unsynced: int = 300
+    unsynced: int = UNSYNCED
 
     @property
     def total(self) -> int:
@@ -169,21 +174,28 @@ class Shape:
 def shapes(quick: bool) -> tuple[Shape, Shape]:
     """The big database and its 10,000-run baseline (a tenth of its runs active)."""
     big = Shape(BIG_DB, 200_000 if quick else 2_000_000, 10_000)
-    small = Shape(SMALL_DB, 10_000 - 1_000 - STUCK_PENDING, 1_000, unsynced=30)
+    small = Shape(SMALL_DB, 10_000 - 1_000 - STUCK_PENDING, 1_000)
     return big, small
 
 
-def _count(url: str) -> int | None:
+def fingerprint(shape: Shape) -> str:
+    """What a loaded database holds: its shape and the loader's SQL (reuse only the same)."""
+    text = repr((shape, FAILING, STUCK_PENDING, TERMINAL_RUNS, ACTIVE_RUNS, PENDING_RUNS))
+    return "bench scale " + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _loaded(url: str) -> str | None:
+    """The fingerprint the database was loaded with, or None."""
     try:
         conn = psycopg2.connect(url)
     except psycopg2.OperationalError:
         return None
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass('pipeline_runs') IS NOT NULL")
-            if not cur.fetchone()[0]:
-                return None
-            cur.execute("SELECT count(*) FROM pipeline_runs")
+            cur.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+                " WHERE datname = current_database()"
+            )
             return cur.fetchone()[0]
     finally:
         conn.close()
@@ -193,7 +205,7 @@ def prepare(env: dict[str, str], shape: Shape, reuse: bool) -> str:
     """The database of `shape`, migrated and loaded (reused when `reuse` and its count
     matches: new migrations are applied to it); returns its URL for the service's role."""
     url = common.with_db(env["DATABASE_URL"], shape.name)
-    if reuse and _count(url) == shape.total:
+    if reuse and _loaded(url) == fingerprint(shape):
         try:
             migrate.apply(url)
         except migrate.MigrationError as exc:
@@ -232,12 +244,13 @@ def _load(env: dict[str, str], shape: Shape) -> None:
                     },
                 )
                 log(f"  {shape.name}: {last:,} ended runs ({time.monotonic() - started:.0f} s)")
-            cur.execute(ACTIVE_RUNS, {"count": shape.active})
+            cur.execute(ACTIVE_RUNS, {"count": shape.active, "failing": FAILING})
             cur.execute(PENDING_RUNS, {"count": STUCK_PENDING})
             cur.execute("SET session_replication_role = DEFAULT")
             # What autovacuum would have done by the time a table holds this history.
             cur.execute("VACUUM ANALYZE pipeline_runs")
             cur.execute("VACUUM ANALYZE pipeline_run_events")
+            cur.execute(f"COMMENT ON DATABASE {shape.name} IS %s", (fingerprint(shape),))
     finally:
         conn.close()
     log(f"  {shape.name}: {shape.total:,} runs loaded in {time.monotonic() - started:.0f} s")
