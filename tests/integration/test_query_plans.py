@@ -35,7 +35,7 @@ def plans(stack_env, template_database):
                 scale_load.TERMINAL_RUNS,
                 {"first": 1, "last": ENDED, "total": ENDED, "unsynced": 30},
             )
-            cur.execute(scale_load.ACTIVE_RUNS, {"count": ACTIVE})
+            cur.execute(scale_load.ACTIVE_RUNS, {"count": ACTIVE, "failing": scale_load.FAILING})
             cur.execute(scale_load.PENDING_RUNS, {"count": scale_load.STUCK_PENDING})
             cur.execute("ANALYZE pipeline_runs")
             cur.execute("ANALYZE pipeline_run_events")
