@@ -104,6 +104,14 @@ VARIABLES: tuple[Var, ...] = (
         "Workbench status calls in flight at once during a sweep",
     ),
     Var(
+        "POLL_PARALLELISM",
+        "poll_parallelism",
+        checks.number(int, 1, 32),
+        "2",
+        "poll_status sweeps each batch_status_poller iteration forks, taken by any poller "
+        "service (each runs as many at once)",
+    ),
+    Var(
         "POLL_LEASE_SECONDS",
         "poll_lease_seconds",
         checks.number(int, 5, 3600),

@@ -54,6 +54,7 @@ class SweepConfig:
     # How long past a run's deadline the Workbench may take to confirm its job's cancel
     # before the run ends without that word.
     cancel_grace_seconds: int = 300
+    duties: bool = True  # deadlines, ended runs' jobs, workflow syncs: one slot per iteration
 
     @classmethod
     def from_settings(cls, cfg: settings.Settings) -> SweepConfig:
@@ -351,8 +352,9 @@ def _sweep(
     pool = executor(cfg.concurrency)
     started = time.monotonic()
     budget_end = started + cfg.time_budget_seconds
-    checked = changed = failed = deferred = batches = 0
-    expired = cancelling.enforce_deadlines(store, cfg.cancel_grace_seconds, cfg.batch_size)
+    checked = changed = failed = deferred = batches = expired = settled = synced = 0
+    if cfg.duties:
+        expired = cancelling.enforce_deadlines(store, cfg.cancel_grace_seconds, cfg.batch_size)
     while budget_end - time.monotonic() > WRITE_MARGIN_SECONDS + MIN_CALL_SECONDS:
         claimed = store.claim_due_runs(cfg.batch_size, cfg.lease_seconds)
         if not claimed:
@@ -374,8 +376,9 @@ def _sweep(
             metrics.TRANSITIONS.labels(status=row["status"]).inc()
         if len(claimed) < cfg.batch_size or len(asked) < len(outcomes):
             break
-    settled = cancelling.cancel_jobs_of_ended_runs(store, client, pool)
-    synced = sync_workflows(store, conductor, pool, limit=max(cfg.batch_size, 100))
+    if cfg.duties:
+        settled = cancelling.cancel_jobs_of_ended_runs(store, client, pool)
+        synced = sync_workflows(store, conductor, pool, limit=max(cfg.batch_size, 100))
     duration = time.monotonic() - started
     metrics.SWEEPS.inc()
     metrics.SWEEP_SECONDS.observe(duration)

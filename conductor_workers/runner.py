@@ -97,7 +97,7 @@ def run(role: str) -> int:
     log.info("%s workers started; health on http://%s", role, cfg.worker_health_bind)
     if role == "poller":
         keepers["poller_loop"] = supervision.keep_poller_loop_running(
-            conductor, RunStore(db), cfg.poll_interval_seconds, stop
+            conductor, RunStore(db), cfg.poll_interval_seconds, stop, cfg.poll_parallelism
         )
         # The batch_notifier loop beside it: webhook deliveries never hold up a sweep.
         keepers["notifier_loop"] = notifying.keep_notifier_loop_running(conductor, db, stop)

@@ -58,12 +58,14 @@ def ensure_poller_loop(
     name: str = POLLER_WORKFLOW,
     version: int = POLLER_VERSION,
     correlation_id: str = POLLER_CORRELATION_ID,
+    inputs: dict | None = None,
 ) -> str | None:
     """Make sure exactly one poller loop runs; return its id (None: another is checking).
 
     The loop's id is kept in the database and read back by id, a consistent read; loops
     found by correlation id besides it are duplicates and are terminated. A PAUSED loop sweeps
     nothing: it is replaced. The loop's names are the contract's; tests name a private one.
+    A loop is started with `inputs` besides its interval (the poller loop's parallelism).
     """
     with store.poller_loop_lock() as loop:
         if loop is None:
@@ -83,9 +85,8 @@ def ensure_poller_loop(
         if keep is None and running:
             keep = running.pop(0)
         if keep is None:
-            keep = conductor.start_workflow(
-                name, version, correlation_id, {"poll_interval_seconds": interval}
-            )
+            start_input = {"poll_interval_seconds": interval, **(inputs or {})}
+            keep = conductor.start_workflow(name, version, correlation_id, start_input)
             log.info("started %s loop %s (interval %ss)", name, keep, interval)
         for duplicate in running:
             conductor.terminate(duplicate, f"duplicate {name} loop; {keep} is kept")
@@ -135,6 +136,7 @@ class LoopKeeper:
     check_every: float = CHECK_EVERY_SECONDS
     clock: Callable[[], float] = time.monotonic
     loop: Loop = POLLER_LOOP
+    inputs: dict = field(default_factory=dict)
     loop_id: str | None = None
     failures: int = 0
     last_error: str | None = None
@@ -159,6 +161,7 @@ class LoopKeeper:
             name=loop.name,
             version=loop.version,
             correlation_id=loop.correlation_id,
+            inputs=self.inputs,
         )
         if loop_id is None:  # another process is checking; it sees the sweeps too
             self._sweep_seen_at = self.clock()
@@ -211,7 +214,13 @@ class LoopKeeper:
 
 
 def keep_poller_loop_running(
-    conductor: ConductorClient, store: RunStore, interval: int, stop: threading.Event
+    conductor: ConductorClient,
+    store: RunStore,
+    interval: int,
+    stop: threading.Event,
+    parallelism: int = 1,
 ) -> LoopKeeper:
-    """Start the keeper of the one poller loop; its report() feeds the poller's /healthz."""
-    return LoopKeeper(conductor, store, interval, stop).start()
+    """Start the keeper of the one poller loop, whose iterations fork `parallelism` sweeps;
+    its report() feeds the poller's /healthz."""
+    inputs = {"poll_parallelism": parallelism}
+    return LoopKeeper(conductor, store, interval, stop, inputs=inputs).start()

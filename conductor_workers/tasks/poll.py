@@ -1,11 +1,14 @@
 """Task worker of the status polling service: poll_status."""
 
 # No `from __future__ import annotations`: the SDK reads the real annotation types.
+import dataclasses
 import functools
 import logging
 import time
 
 from conductor.client.worker.worker_task import worker_task
+
+from batchcore import settings as settings_mod
 
 from .. import polling, reconcile, resources
 
@@ -32,16 +35,25 @@ def _maybe_reconcile() -> dict | None:
     return reconcile.reconcile(resources.store(), resources.conductor(), _reconcile_config())
 
 
-@worker_task(task_definition_name="poll_status", thread_count=1, poll_interval_millis=100)
-def poll_status() -> dict:
+def slot_config(cfg: polling.SweepConfig, slot) -> polling.SweepConfig:
+    """The sweep of one slot of a loop iteration: only slot 0 does the iteration's duties
+    (a task without a slot, from a loop started before the fan-out, is slot 0)."""
+    return dataclasses.replace(cfg, duties=int(slot or 0) == 0)
+
+
+# Every slot of an iteration may come to one service: it runs as many sweeps at once.
+@worker_task(
+    task_definition_name="poll_status",
+    thread_count=settings_mod.load().poll_parallelism,
+    poll_interval_millis=100,
+)
+def poll_status(slot: int = 0, slots: int = 1) -> dict:
     """One sweep of the due SUBMITTED and RUNNING runs; the summary shows in Conductor."""
-    summary = polling.sweep(
-        resources.store(),
-        resources.workbench(),
-        resources.conductor(),
-        _sweep_config(),
-    )
-    repaired = _maybe_reconcile()
+    cfg = slot_config(_sweep_config(), slot)
+    summary = polling.sweep(resources.store(), resources.workbench(), resources.conductor(), cfg)
+    summary["slot"] = f"{int(slot or 0)}/{int(slots or 1)}"
+    # Slot 0 only, so two reconciler passes never run at once within one loop.
+    repaired = _maybe_reconcile() if cfg.duties else None
     if repaired is not None:
         summary["reconciled"] = repaired
     return summary

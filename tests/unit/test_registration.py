@@ -99,16 +99,16 @@ def test_the_local_check_names_every_problem_and_its_file(defs):
     _edit(defs / "tasks" / "poll_status.json", timeoutSeconds=10, responseTimeoutSeconds=60)
     wf_path = defs / "workflows" / "batch_status_poller.json"
     wf = json.loads(wf_path.read_text())
-    sweep, interval = wf["tasks"][0]["loopOver"]
-    interval["taskReferenceName"] = sweep["taskReferenceName"]
-    sweep["name"] = "no_such_task"
+    slots, _fanout, _join, interval = wf["tasks"][0]["loopOver"]
+    interval["taskReferenceName"] = slots["taskReferenceName"]
+    slots.update(name="no_such_task", type="SIMPLE")
     wf_path.write_text(json.dumps(wf))
     (defs / "workflows" / "broken.json").write_text("{not json")
     with pytest.raises(registration.RegistrationError) as caught:
         registration.definitions(defs)
     message = str(caught.value)
     assert "tasks/poll_status.json: responseTimeoutSeconds (60) must not exceed" in message
-    assert "taskReferenceName 'sweep' is used twice" in message
+    assert "taskReferenceName 'slots' is used twice" in message
     assert "tasks[0].loopOver[0]: SIMPLE task 'no_such_task' has no task definition" in message
     assert "workflows/broken.json: not valid JSON" in message
 
@@ -186,8 +186,10 @@ def _loop_running(requests_mock, defs: Path, *names: str) -> None:
             ],
         )
         snapshot = json.loads((defs / "workflows" / f"{name}.json").read_text())
-        task = snapshot["tasks"][0]["loopOver"][0]
-        task["taskDefinition"] = json.loads((defs / "tasks" / f"{task['name']}.json").read_text())
+        for task in snapshot["tasks"][0]["loopOver"]:
+            if task["type"] == "SIMPLE":  # Conductor embeds the definitions of static tasks
+                path = defs / "tasks" / f"{task['name']}.json"
+                task["taskDefinition"] = json.loads(path.read_text())
         requests_mock.get(
             f"{BASE}/workflow/{loop_id}?includeTasks=false",
             json={"workflowId": loop_id, "status": "RUNNING", "workflowDefinition": snapshot},
@@ -199,15 +201,44 @@ def _deletes(requests_mock) -> list:
     return [r for r in requests_mock.request_history if r.method == "DELETE"]
 
 
-def test_a_loop_on_an_old_poll_status_is_replaced_when_asked(requests_mock, defs, capsys):
+def _static_loop_running(requests_mock, defs: Path) -> None:
+    """A poller loop started before the fan-out: one static poll_status and a WAIT, with the
+    definition poll_status had then embedded; its workflow is otherwise the same."""
+    _loop_running(requests_mock, defs)
+    snapshot = json.loads((defs / "workflows" / "batch_status_poller.json").read_text())
+    wait = snapshot["tasks"][0]["loopOver"][-1]
+    sweep = {"name": "poll_status", "taskReferenceName": "sweep", "type": "SIMPLE"}
+    sweep["taskDefinition"] = json.loads((defs / "tasks" / "poll_status.json").read_text())
+    snapshot["tasks"][0]["loopOver"] = [sweep, wait]
+    requests_mock.get(
+        f"{BASE}/workflow/{LOOP_ID}?includeTasks=false",
+        json={"workflowId": LOOP_ID, "status": "RUNNING", "workflowDefinition": snapshot},
+    )
+
+
+def test_a_poll_status_change_leaves_the_fan_out_loop_running(requests_mock, defs, capsys):
+    """Each iteration's forked sweeps take poll_status's definition from the server then."""
     _server_has(requests_mock, defs)
     _loop_running(requests_mock, defs)
     _edit(defs / "tasks" / "poll_status.json", retryCount=9)
     requests_mock.put(f"{BASE}/metadata/taskdefs", status_code=200)
     code, lines, err = _run(capsys, "--definitions", str(defs), "--replace-poller-loop")
     assert code == 0, err
+    assert _deletes(requests_mock) == []
+    assert lines[-2] == "register: the running batch_status_poller loop is up to date: it stays"
+
+
+def test_a_loop_on_an_old_poll_status_is_replaced_when_asked(requests_mock, defs, capsys):
+    _server_has(requests_mock, defs)
+    _static_loop_running(requests_mock, defs)
+    _edit(defs / "tasks" / "poll_status.json", retryCount=9)
+    requests_mock.put(f"{BASE}/metadata/taskdefs", status_code=200)
+    code, lines, err = _run(capsys, "--definitions", str(defs), "--replace-poller-loop")
+    assert code == 0, err
     assert [r.path for r in _deletes(requests_mock)] == [f"/api/workflow/{LOOP_ID}"]
-    reason = "replaced by register: it ran on outdated task poll_status"
+    reason = (
+        "replaced by register: it ran on outdated workflow batch_status_poller v1, task poll_status"
+    )
     assert _deletes(requests_mock)[0].qs["reason"] == [reason.lower()]
     assert lines[-2].startswith(f"register: terminated the batch_status_poller loop {LOOP_ID}")
     assert (
@@ -231,7 +262,7 @@ def test_a_loop_started_before_an_earlier_registration_is_still_outdated(
 
 
 def test_an_outdated_loop_is_left_running_without_the_flag_but_said(requests_mock, defs, capsys):
-    _loop_running(requests_mock, defs)
+    _static_loop_running(requests_mock, defs)
     _edit(defs / "tasks" / "poll_status.json", retryCount=9)
     _server_has(requests_mock, defs)
     code, lines, err = _run(capsys, "--definitions", str(defs))
@@ -239,7 +270,7 @@ def test_an_outdated_loop_is_left_running_without_the_flag_but_said(requests_moc
     assert _deletes(requests_mock) == []
     assert lines[-1] == (
         f"register: the running batch_status_poller loop {LOOP_ID} runs on outdated "
-        "task poll_status: --replace-poller-loop replaces it"
+        "workflow batch_status_poller v1, task poll_status: --replace-poller-loop replaces it"
     )
 
 
@@ -257,7 +288,7 @@ def test_an_up_to_date_loop_stays_unless_always(requests_mock, defs, capsys):
 
 
 def test_dry_run_only_says_which_loop_it_would_replace(requests_mock, defs, capsys):
-    _loop_running(requests_mock, defs)
+    _static_loop_running(requests_mock, defs)
     _edit(defs / "tasks" / "poll_status.json", retryCount=9)
     _server_has(requests_mock, defs)
     code, lines, _ = _run(capsys, "--definitions", str(defs), "--dry-run", "--replace-poller-loop")

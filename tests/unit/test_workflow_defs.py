@@ -104,8 +104,12 @@ def test_batch_status_poller_loops_with_a_literal_keep_last_n():
     (loop,) = wf["tasks"]
     assert loop["type"] == "DO_WHILE"
     assert isinstance(loop["inputParameters"]["keepLastN"], int)
-    assert [t["name"] for t in loop["loopOver"]] == ["poll_status", "poll_interval"]
-    assert loop["loopOver"][1]["type"] == "WAIT"
+    assert [t["type"] for t in loop["loopOver"]] == [
+        "INLINE",
+        "FORK_JOIN_DYNAMIC",
+        "JOIN",
+        "WAIT",
+    ]
 
 
 # A submission worker outage shorter than this fails no run: each attempt of a task nobody
