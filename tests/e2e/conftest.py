@@ -14,7 +14,7 @@ import requests
 from stack import config, supervisor
 from tests.integration.helpers import await_true
 
-TERMINAL = ("COMPLETED", "FAILED")
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 class Api:

@@ -250,3 +250,22 @@ def test_the_pollers_healthz_reports_the_notifier_loop_it_keeps(stack_env, condu
     assert [wf["workflowId"] for wf in running if wf["status"] == "RUNNING"] == [
         body["notifier_loop"]["loop_id"]
     ]
+
+
+def test_a_cancel_is_notified_like_any_other_change(api, receiver, verifier):
+    """Issue 13 meets issue 15: RUNNING -> CANCELLED arrives, signed, in its place."""
+    run_id = submit(
+        api, receiver.url("/cancelled"), {"simulate": {"duration_seconds": 60, "cancel_seconds": 0}}
+    )
+    api.await_status(run_id, "RUNNING", timeout=60)
+    cancelled = api.session.post(f"{api.base}/api/v1/pipeline-runs/{run_id}/cancel", timeout=10)
+    assert cancelled.status_code == 202, cancelled.text
+    run, _ = all_delivered(api, run_id)
+    assert run["status"] == "CANCELLED"
+    got = received_changes(receiver, "/cancelled", verifier)
+    assert [(p, s) for _, p, s in got] == changes(run)
+    assert got[-1][1:] == ("RUNNING", "CANCELLED")
+    last = verifier.verify(
+        receiver.received["/cancelled"][-1]["body"], receiver.received["/cancelled"][-1]["headers"]
+    )
+    assert last["data"]["cancel_requested_by"] == run["cancel_requested_by"]
