@@ -318,8 +318,12 @@ def test_req_7_4_active_runs_need_a_job_id_and_failed_runs_a_message(database):
 
 
 def test_req_3_1_poller_and_listing_queries_use_their_indexes(database):
+    # An empty table has no statistics: only the order an index gives is asked for here
+    # (test_query_plans judges the plans on a realistic mix with statistics).
     with database.transaction() as cur:
         cur.execute("SET LOCAL enable_seqscan = off")
+        cur.execute("SET LOCAL enable_bitmapscan = off")
+        cur.execute("SET LOCAL enable_sort = off")
         cur.execute(
             "EXPLAIN SELECT id FROM pipeline_runs WHERE status IN ('SUBMITTED','RUNNING')"
             " AND next_poll_at <= now() ORDER BY next_poll_at LIMIT 100"
