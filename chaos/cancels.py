@@ -219,6 +219,9 @@ def _cancel_at(plan: Plan, created: float) -> float:
     return started + plan.duration_seconds + plan.end_offset
 
 
+POST_ATTEMPTS = 5
+
+
 def _cancel(stack: Stack, tally: Tally, run_id: str, which: str) -> None:
     try:
         resp = stack.session.post(
@@ -233,15 +236,28 @@ def _cancel(stack: Stack, tally: Tally, run_id: str, which: str) -> None:
 
 def _drive(stack: Stack, watch: JobWatch, tally: Tally, plan: Plan) -> None:
     """Post one run, wait for its moment, cancel it (twice for some)."""
-    try:
-        resp = stack.session.post(
-            f"{stack.gateway}/api/v1/pipeline-runs", json=_body(plan), timeout=40
-        )
-    except requests.RequestException as exc:
-        tally.count(f"post.{type(exc).__name__}")
+    # As a client would: a 503 (Conductor or the database busy) is retried with the same
+    # Idempotency-Key after its Retry-After, so every planned run is accepted in the end.
+    body, key = _body(plan), f"cancel-races-{uuid.uuid4().hex}"
+    for _ in range(POST_ATTEMPTS):
+        try:
+            resp = stack.session.post(
+                f"{stack.gateway}/api/v1/pipeline-runs",
+                json=body,
+                headers={"Idempotency-Key": key},
+                timeout=40,
+            )
+        except requests.RequestException as exc:
+            tally.count(f"post.{type(exc).__name__}")
+            time.sleep(2)
+            continue
+        tally.count(f"post.{resp.status_code}")
+        if resp.status_code != 503:
+            break
+        time.sleep(float(resp.headers.get("Retry-After") or 2))
+    else:
         return
-    tally.count(f"post.{resp.status_code}")
-    if resp.status_code != 202:
+    if resp.status_code not in (200, 202):  # 200: the key replays a run already accepted
         return
     run_id = resp.json()["id"]
     with tally.lock:
