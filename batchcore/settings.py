@@ -108,8 +108,8 @@ VARIABLES: tuple[Var, ...] = (
         "poll_parallelism",
         checks.number(int, 1, 32),
         "2",
-        "poll_status sweeps each batch_status_poller iteration forks, taken by any poller "
-        "service (each runs as many at once)",
+        "poll_status sweeps each batch_status_poller iteration forks, one per poller service "
+        "at a time: at least the number of poller services, so that each sweeps at once",
     ),
     Var(
         "POLL_LEASE_SECONDS",

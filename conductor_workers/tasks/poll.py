@@ -8,8 +8,6 @@ import time
 
 from conductor.client.worker.worker_task import worker_task
 
-from batchcore import settings as settings_mod
-
 from .. import polling, reconcile, resources
 
 log = logging.getLogger(__name__)
@@ -41,12 +39,10 @@ def slot_config(cfg: polling.SweepConfig, slot) -> polling.SweepConfig:
     return dataclasses.replace(cfg, duties=int(slot or 0) == 0)
 
 
-# Every slot of an iteration may come to one service: it runs as many sweeps at once.
-@worker_task(
-    task_definition_name="poll_status",
-    thread_count=settings_mod.load().poll_parallelism,
-    poll_interval_millis=100,
-)
+# One sweep at a time per service: a service's sweeps share its POLL_CONCURRENCY calls in
+# flight (polling.executor), so a second thread would add nothing but would take a slot that
+# another service could sweep at once (the SDK polls for as many tasks as it has threads).
+@worker_task(task_definition_name="poll_status", thread_count=1, poll_interval_millis=100)
 def poll_status(slot: int = 0, slots: int = 1) -> dict:
     """One sweep of the due SUBMITTED and RUNNING runs; the summary shows in Conductor."""
     cfg = slot_config(_sweep_config(), slot)

@@ -73,8 +73,8 @@ def test_the_keeper_starts_the_loop_with_its_parallelism():
     assert started[3] == {"poll_interval_seconds": 5, "poll_parallelism": 3}
 
 
-def test_each_service_runs_a_whole_iteration_of_sweeps_at_once():
+def test_a_service_takes_one_sweep_at_a_time_leaving_the_others_to_other_services():
     from conductor.client.automator.task_handler import _decorated_functions
 
     (record,) = [r for (name, _), r in _decorated_functions.items() if name == "poll_status"]
-    assert record["thread_count"] == settings.load().poll_parallelism
+    assert record["thread_count"] == 1
