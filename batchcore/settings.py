@@ -219,6 +219,30 @@ VARIABLES: tuple[Var, ...] = (
         "host:port where a worker service serves /healthz, /readyz and /metrics",
     ),
     Var(
+        "SUBMIT_WORKER_THREADS",
+        "submit_worker_threads",
+        checks.number(int, 1, 64),
+        "8",
+        "Tasks each submission task runner (submit_to_workbench, persist_run) runs at once, "
+        "and so the largest batch one poll of Conductor asks for",
+    ),
+    Var(
+        "SUBMIT_WORKER_POLL_INTERVAL_MS",
+        "submit_worker_poll_interval_ms",
+        checks.number(int, 1, 1000),
+        "100",
+        "The longest an idle submission task runner waits between polls of Conductor",
+    ),
+    Var(
+        "SUBMIT_WORKER_POLL_TIMEOUT_MS",
+        "submit_worker_poll_timeout_ms",
+        checks.number(int, 0, 5000),
+        "0",
+        "How long Conductor holds one poll of a submission task runner; on PostgreSQL queues "
+        "it keeps the tasks it found until the batch is full or this passes, so 0 answers "
+        "at once",
+    ),
+    Var(
         "CONDUCTOR_DATABASE_URL",
         "conductor_database_url",
         checks.database_url,

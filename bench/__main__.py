@@ -20,7 +20,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import common, gateway, latency, loadgen, notifications, report, scale, sweeps
+from . import (
+    burst,
+    common,
+    gateway,
+    latency,
+    loadgen,
+    notifications,
+    report,
+    scale,
+    submission,
+    sweeps,
+)
 from . import sim as simulator
 from .common import RESULTS_DIR, log
 
@@ -44,7 +55,17 @@ QUICK = Plan("quick", 2_000, 1, 1, 4, 6, 2, 1, 15, 1_000)
 CONCURRENCY = 32  # the gateway's 2 workers x 16 threads
 BATCH_SIZE = 200  # POLL_BATCH_SIZE's default
 STATUS_DELAY = 0.020
-PARTS = ("sweep", "scaling", "gateway", "latency", "notifications", "scale")
+PARTS = (
+    "sweep",
+    "scaling",
+    "gateway",
+    "latency",
+    "submit_latency",
+    "burst",
+    "notifications",
+    "scale",
+)
+BURST_RUNS, BURST_THREADS = 1_000, 16
 
 
 def _git_commit() -> str:
@@ -142,6 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         if "latency" in parts:
             log("latencies through the stack: POST to SUBMITTED, job end to terminal run")
             results |= latency.run(env, log_dir, plan.latency_samples, gap=0.4)
+
+        if "submit_latency" in parts:
+            log("submission latency: POST to SUBMITTED vs two-task and one-task no-op workflows")
+            results |= submission.submit_latency(env, log_dir, plan.latency_samples, gap=0.4)
+
+        if "burst" in parts:
+            log(f"bursts: {BURST_RUNS} runs posted at once vs {BURST_RUNS} two-task no-ops")
+            rounds = 1 if plan.mode == "quick" else 2
+            results |= burst.run(env, log_dir, BURST_RUNS, BURST_THREADS, rounds)
 
         if "notifications" in parts:
             log("notifications: from a status change to its webhook on a loopback receiver")

@@ -58,6 +58,28 @@ FIGURES = [
         "2-task no-op {noop2_workflow_p95_s:.3f} s: x{submit_p95_vs_noop2_workflow_ratio:.2f}",
     ),
     (
+        "submit_p95_vs_noop_2task_ratio",
+        "<= 1.2",
+        lambda v, r: v <= 1.2,
+        "p95 {submit_latency_p95_s:.3f} s vs {submit_noop_2task_p95_s:.3f} s (2-task no-op); "
+        "1-task {submit_noop_1task_p95_s:.3f} s: x{submit_p95_vs_noop_1task_ratio:.2f}; "
+        "2-task held as the SDK asks {submit_noop_2task_sdk_hold_p95_s:.3f} s",
+    ),
+    (
+        "burst_submit_ratio",
+        "<= 1.2",
+        lambda v, r: v <= 1.2,
+        "{burst_submit_all_s:.1f} s until {burst_runs} runs SUBMITTED vs "
+        "{burst_noop2_all_s:.1f} s until {burst_runs} 2-task no-ops completed",
+    ),
+    (
+        "burst_submitted_per_s",
+        "reported",
+        None,
+        "accepted in {burst_accept_s:.1f} s by {burst_client_threads} client threads; "
+        "no-ops {burst_noop2_per_s:.1f}/s",
+    ),
+    (
         "notification_delay_p95_s",
         "<= 3",
         lambda v, r: v <= 3.0,

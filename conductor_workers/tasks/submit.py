@@ -6,9 +6,13 @@ from conductor.client.worker.exception import NonRetryableException
 from conductor.client.worker.worker_task import worker_task
 
 from .. import resources, submission
+from . import dispatch
+
+# Both task types alike: a run's two hops wait for the same kind of poll.
+RUNNER = dispatch.configure()
 
 
-@worker_task(task_definition_name="submit_to_workbench", thread_count=8, poll_interval_millis=100)
+@worker_task(task_definition_name="submit_to_workbench", **RUNNER)
 def submit_to_workbench(
     pipeline_run_id: str, input_path_prefix: str = "", output_path_prefix: str = ""
 ) -> dict:
@@ -21,7 +25,7 @@ def submit_to_workbench(
         raise RuntimeError(str(exc)) from exc
 
 
-@worker_task(task_definition_name="persist_run", thread_count=8, poll_interval_millis=100)
+@worker_task(task_definition_name="persist_run", **RUNNER)
 def persist_run(
     pipeline_run_id: str,
     status: str,
