@@ -23,6 +23,7 @@ from pathlib import Path
 from . import (
     burst,
     common,
+    conductor_pollers,
     gateway,
     latency,
     loadgen,
@@ -58,6 +59,7 @@ STATUS_DELAY = 0.020
 PARTS = (
     "sweep",
     "scaling",
+    "poller_scaling",
     "gateway",
     "latency",
     "submit_latency",
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     sim = simulator.start(log_dir)
     gw = None
     try:
-        if parts & {"sweep", "scaling", "gateway"}:  # the gateway phase lists these runs
+        if parts & {"sweep", "scaling", "poller_scaling", "gateway"}:  # gateway lists these
             log(f"creating {plan.sweep_runs} Workbench jobs and their SUBMITTED runs")
             seed = sweeps.Seed(database_url, simulator.create_jobs(sim, plan.sweep_runs))
             seed.reset()
@@ -137,6 +139,23 @@ def main(argv: list[str] | None = None) -> int:
             log(f"again on {len(subset.jobs)} runs, status calls slowed by 100 ms")
             results |= sweeps.scaling(
                 subset, sim, conductor, 1, 0.100, "poller_scaling_2_vs_1_at_100ms", "poller_100ms"
+            )
+            seed.reset()
+
+        if "poller_scaling" in parts:
+            log("poller services fed by Conductor, two vs one, status calls slowed by 100 ms")
+            results |= conductor_pollers.scaling(
+                seed, sim, conductor, 2 * plan.scaling_rounds + 1, 0.100, log_dir
+            )
+            log("the same runs swept by direct sweep() calls in one and two processes")
+            results |= sweeps.scaling(
+                seed,
+                sim,
+                conductor,
+                1,
+                0.100,
+                "poller_scaling_direct_2_vs_1_at_100ms",
+                "poller_direct_100ms",
             )
             seed.reset()
 

@@ -103,6 +103,21 @@ FIGURES = [
         "runs/s, status +100 ms: not short of CPU",
     ),
     (
+        "poller_scaling_conductor_2_vs_1",
+        ">= 1.6",
+        lambda v, r: v >= 1.6,
+        "{poller_scaling_conductor_2_runs_per_second:.0f} vs "
+        "{poller_scaling_conductor_1_runs_per_second:.0f} runs/s, two poller services vs one "
+        "fed by Conductor, {poller_scaling_conductor_runs} runs, status +100 ms",
+    ),
+    (
+        "poller_scaling_direct_2_vs_1_at_100ms",
+        "(context)",
+        None,
+        "{poller_direct_100ms_2_runs_per_second:.0f} vs "
+        "{poller_direct_100ms_1_runs_per_second:.0f} runs/s, sweep() called directly, same runs",
+    ),
+    (
         "list_p95_scale_ratio",
         "<= 1.5",
         lambda v, r: v <= 1.5,
