@@ -110,9 +110,18 @@ def submit_run(
     new = dataclasses.replace(request, idempotency_key=idempotency_key, submitted_by=submitted_by)
     if default_deadline_seconds is not None:
         new = dataclasses.replace(new, default_deadline_seconds=default_deadline_seconds)
-    pipeline, run, created = store.create_run(new, admit=lambda found: _admit(found, request))
+    pipeline, run, created, history = store.create_run(
+        new, admit=lambda found: _admit(found, request)
+    )
+    # A new run answered at once needs no read back: the store's answers are the run as it
+    # is (set_workflow_id returns the row) and, while it has one event, its whole history.
+    known = False
     if created:
-        run = _start_workflow(store, conductor, pipeline, run)
+        run, known = _start_workflow(store, conductor, pipeline, run)
+    if known and wait_seconds <= 0:
+        return AcceptedRun(
+            run=dataclasses.replace(run, reruns=[]).to_dict(), history=history, created=True
+        )
     try:
         if wait_seconds > 0:
             with (waiting_room or WaitingRoom(1)).seat() as seated:
@@ -128,7 +137,6 @@ def submit_run(
             run.id,
             exc,
         )
-        history = []
     return AcceptedRun(run=run.to_dict(), history=history, created=created)
 
 
@@ -170,17 +178,18 @@ def _admit(pipeline: dict | None, request: NewRun) -> None:
         )
 
 
-def _start_workflow(store: RunStore, conductor, pipeline: dict, run: Run) -> Run:
-    """The run with its workflow started; RunNotStarted when Conductor did not start it."""
+def _start_workflow(store: RunStore, conductor, pipeline: dict, run: Run) -> tuple[Run, bool]:
+    """The run with its workflow started, and whether the run and its first event are all
+    there is (the answer needs no read back); RunNotStarted when Conductor did not start it."""
     try:
         workflow_id = workflow.start_run_workflow(
             conductor, run, pipeline["workflow_name"], pipeline["workflow_version"]
         )
     except ConductorUnavailable as exc:
         _record_start_failure(store, conductor, pipeline, run, exc)
-        return run
+        return run, False
     try:
-        store.set_workflow_id(run.id, workflow_id)
+        recorded = store.set_workflow_id(run.id, workflow_id)
     except _DATABASE_DOWN as exc:
         # The workflow runs and will move the run on; the reconciler attaches its id later.
         log.warning(
@@ -189,8 +198,11 @@ def _start_workflow(store: RunStore, conductor, pipeline: dict, run: Run) -> Run
             workflow_id,
             exc,
         )
+        recorded = None
     log.info("run %s started as Conductor workflow %s", run.id, workflow_id)
-    return dataclasses.replace(run, conductor_workflow_id=workflow_id)
+    if recorded is None:
+        return dataclasses.replace(run, conductor_workflow_id=workflow_id), False
+    return recorded.run, recorded.event_count == 1
 
 
 def start_failure_reason(exc: ConductorUnavailable) -> tuple[str, dict]:

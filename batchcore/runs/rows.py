@@ -6,6 +6,7 @@ Only the store (batchcore.runs.store) and tests that compose a transaction call 
 from __future__ import annotations
 
 import uuid
+from typing import NamedTuple
 
 from psycopg2.extras import Json
 
@@ -13,7 +14,7 @@ from batchcore.errors import Conflict, InvalidTransition, NotFound
 from batchcore.queries import Q
 
 from . import lifecycle
-from .model import NewRun, Transition
+from .model import NewRun, Run, Transition
 
 # The lifecycle's sets, passed to the SQL that needs them rather than restated there.
 LIFECYCLE_SETS = {"terminal": sorted(lifecycle.TERMINAL), "active": sorted(lifecycle.ACTIVE)}
@@ -25,103 +26,153 @@ def get_pipeline(cur, name: str) -> dict | None:
     return cur.fetchone()
 
 
-def create_run(cur, new: NewRun) -> tuple[dict, bool]:
-    """Insert a PENDING run with its first event; return (row, created).
+class StoredRun(NamedTuple):
+    """What storing a run request found: the catalog entry (None when the pipeline is not in
+    the catalog), the run (None when the catalog refused it: disabled, or another mode),
+    whether it was created now, and, for a new run, its history (the one event written)."""
 
-    With an idempotency key already used for the same request, return that run and
-    created=False; for another request, raise Conflict. A run that failed before its
-    workflow started holds no key: its key passes to the new run (a new attempt), and an
-    event on it names the run that replaced it.
+    pipeline: dict | None
+    row: dict | None
+    created: bool
+    history: list[dict]
+
+
+class AcceptedNew(NamedTuple):
+    """RunStore.create_run's answer: the catalog entry, the run, whether it was created now,
+    and a new run's history (the event written with it; empty for a run that existed)."""
+
+    pipeline: dict
+    run: Run
+    created: bool
+    history: list[dict]
+
+
+class WorkflowRecorded(NamedTuple):
+    """set_workflow_id's answer: the run after the update, and its number of events."""
+
+    run: Run
+    event_count: int
+
+
+def insert_run(cur, new: NewRun, replaces: uuid.UUID | None = None) -> StoredRun:
+    """Store a PENDING run with its first event (and a re-run's note) in one statement.
+
+    A key already held stores nothing: the answer has no row, and the caller settles the key
+    under its lock in a transaction (`create_run_by_key`).
     """
     run_id = uuid.uuid4()
-    fingerprint = new.fingerprint()
     request = {k: Json(v) if isinstance(v, dict | list) else v for k, v in new.request().items()}
-    request.update(rerun_of=new.rerun_of, default_deadline_seconds=new.default_deadline_seconds)
-    replaced = None
-    # A second pass only when the key's holder released it between the insert and the lock.
+    details = {"idempotency_key": new.idempotency_key} if new.idempotency_key else {}
+    if new.rerun_of is not None:
+        details["rerun_of"] = str(new.rerun_of)
+    if replaces is not None:
+        details["replaces"] = str(replaces)
+    cur.execute(
+        Q["insert_run"],
+        {
+            **request,
+            "id": run_id,
+            "submitted_by": new.submitted_by,
+            "idempotency_key": new.idempotency_key,
+            "request_fingerprint": new.fingerprint(),
+            "rerun_of": new.rerun_of,
+            "default_deadline_seconds": new.default_deadline_seconds,
+            "details": Json(details),
+        },
+    )
+    row = cur.fetchone()
+    if row is None:
+        return StoredRun(None, None, False, [])
+    pipeline = row.pop("catalog_entry")
+    first_event_at = row.pop("first_event_at")
+    if row["id"] is None:
+        return StoredRun(pipeline, None, False, [])
+    event = {
+        "status": lifecycle.PENDING,
+        "previous_status": None,
+        "at": first_event_at,
+        "source": "gateway",
+        "actor": new.submitted_by,
+        "message": "Run accepted",
+        "details": details,
+    }
+    return StoredRun(pipeline, row, True, [event])
+
+
+def admissible(pipeline: dict | None, new: NewRun) -> bool:
+    """True when the catalog takes runs of this request (the insert's own condition)."""
+    return pipeline is not None and pipeline["enabled"] and pipeline["mode"] == new.mode
+
+
+def create_run_by_key(cur, new: NewRun) -> StoredRun:
+    """Settle a request whose idempotency key is held, under the holder's row lock.
+
+    The same request returns that run (created=False); another request raises Conflict. A
+    run that failed before its workflow started holds no key: its key passes to a new run
+    (a new attempt), and an event on it names the run that replaced it.
+    """
+    fingerprint = new.fingerprint()
+    pipeline = None
+    # Another pass only when the key's holder released it between the insert and the lock.
     for _ in range(3):
-        cur.execute(
-            Q["insert_run"],
-            {
-                **request,
-                "id": run_id,
-                "submitted_by": new.submitted_by,
-                "idempotency_key": new.idempotency_key,
-                "request_fingerprint": fingerprint,
-            },
-        )
-        row = cur.fetchone()
-        if row is not None:
-            break
+        replaced = None
         cur.execute(
             Q["lock_run_by_idempotency_key"],
             {"submitted_by": new.submitted_by, "idempotency_key": new.idempotency_key},
         )
         existing = cur.fetchone()
-        if existing is None:
-            continue
-        if existing["request_fingerprint"] != fingerprint:
-            raise Conflict(
-                f"Idempotency-Key {new.idempotency_key!r} was already used for run "
-                f"{existing['id']} with a different request body",
-                details=[
-                    {
-                        "field": "Idempotency-Key",
-                        "rule": "reused_with_different_body",
-                        "run_id": str(existing["id"]),
-                    }
-                ],
-            )
-        cur.execute(Q["release_idempotency_key"], {"id": existing["id"]})
-        if cur.fetchone() is None:
-            return existing, False
-        replaced = existing["id"]
+        if existing is not None:
+            if existing["request_fingerprint"] != fingerprint:
+                raise Conflict(
+                    f"Idempotency-Key {new.idempotency_key!r} was already used for run "
+                    f"{existing['id']} with a different request body",
+                    details=[
+                        {
+                            "field": "Idempotency-Key",
+                            "rule": "reused_with_different_body",
+                            "run_id": str(existing["id"]),
+                        }
+                    ],
+                )
+            cur.execute(Q["release_idempotency_key"], {"id": existing["id"]})
+            if cur.fetchone() is None:
+                return StoredRun(pipeline, existing, False, [])
+            replaced = existing["id"]
+        stored = insert_run(cur, new, replaces=replaced)
+        pipeline = stored.pipeline
+        if stored.row is not None or not admissible(pipeline, new):
+            break
     else:
         raise Conflict(f"Idempotency-Key {new.idempotency_key!r} is contended; try again")
-    details = {"idempotency_key": new.idempotency_key} if new.idempotency_key else {}
-    if new.rerun_of is not None:
-        details["rerun_of"] = str(new.rerun_of)
-    if replaced is not None:
-        details["replaces"] = str(replaced)
+    if stored.row is not None and replaced is not None:
         _event(
             cur,
             replaced,
             lifecycle.FAILED,
             lifecycle.FAILED,
             "gateway",
-            f"Replaced by run {run_id}, a retry with the same Idempotency-Key",
-            {"idempotency_key": new.idempotency_key, "replaced_by": str(run_id)},
+            f"Replaced by run {stored.row['id']}, a retry with the same Idempotency-Key",
+            {"idempotency_key": new.idempotency_key, "replaced_by": str(stored.row["id"])},
             actor=new.submitted_by,
         )
-    if new.rerun_of is not None:
-        _note_rerun(cur, new.rerun_of, run_id, new.submitted_by)
-    _event(
-        cur,
-        run_id,
-        None,
-        lifecycle.PENDING,
-        "gateway",
-        "Run accepted",
-        details,
-        actor=new.submitted_by,
-    )
-    return row, True
+    return stored
 
 
-def _note_rerun(cur, original_id: uuid.UUID, rerun_id: uuid.UUID, actor: str) -> None:
-    """An event on the re-run run naming its new run (its status unchanged: it has ended)."""
-    cur.execute(Q["get_run_status"], {"id": original_id})
-    status = cur.fetchone()["status"]
-    _event(
-        cur,
-        original_id,
-        status,
-        status,
-        "gateway",
-        f"Re-run as run {rerun_id}",
-        {"rerun": str(rerun_id)},
-        actor=actor,
-    )
+def create_run(cur, new: NewRun) -> tuple[dict, bool]:
+    """Insert a PENDING run with its first event; return (row, created).
+
+    The one statement of `insert_run`, then, for a key already held, `create_run_by_key` on
+    the same cursor (the caller's transaction). A pipeline the catalog lacks or refuses
+    raises NotFound or Conflict.
+    """
+    stored = insert_run(cur, new)
+    if stored.pipeline is None:
+        raise NotFound(f"No pipeline named {new.pipeline!r}")
+    if stored.row is None and admissible(stored.pipeline, new):
+        stored = create_run_by_key(cur, new)
+    if stored.row is None:
+        raise Conflict(f"Pipeline {new.pipeline!r} takes no runs of this request")
+    return stored.row, stored.created
 
 
 def get_run(cur, run_id: str | uuid.UUID) -> dict:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from psycopg2.extras import Json
 
 from batchcore.db import Database
+from batchcore.errors import Conflict
 from batchcore.queries import Q
 
 from . import lifecycle
@@ -24,10 +25,13 @@ from .model import NewRun, PollOutcome, Run, Transition
 from .paging import decode_cursor, encode_cursor
 from .rows import (
     LIFECYCLE_SETS,
-    create_run,
+    AcceptedNew,
+    WorkflowRecorded,
+    admissible,
+    create_run_by_key,
     get_history,
-    get_pipeline,
     get_run,
+    insert_run,
     parse_uuid,
     transition,
 )
@@ -55,14 +59,22 @@ class RunStore(CancelOps):
 
     def create_run(
         self, new: NewRun, admit: Callable[[dict | None], None] = lambda pipeline: None
-    ) -> tuple[dict, Run, bool]:
-        """(pipeline, run, created): `admit` sees the catalog entry (or None) first and raises
-        to refuse; then the PENDING run and its first event are stored in the same transaction."""
-        with self.db.transaction() as cur:
-            pipeline = get_pipeline(cur, new.pipeline)
-            admit(pipeline)
-            row, created = create_run(cur, new)
-        return pipeline, Run.from_row(row), created
+    ) -> AcceptedNew:
+        """(pipeline, run, created, history): one autocommit statement (rows.insert_run) reads
+        the catalog entry and stores the PENDING run with its first event; `admit` then sees the
+        entry (or None) and raises to refuse (the statement stored nothing for a pipeline the
+        catalog lacks, has disabled or runs in another mode). Only a key already held takes a
+        transaction, under its holder's lock."""
+        with self.db.autocommit() as cur:
+            stored = insert_run(cur, new)
+        pipeline = stored.pipeline
+        admit(pipeline)
+        if stored.row is None and admissible(pipeline, new) and new.idempotency_key:
+            with self.db.transaction() as cur:
+                stored = create_run_by_key(cur, new)
+        if stored.row is None:
+            raise Conflict(f"Pipeline {new.pipeline!r} takes no runs of this request")
+        return AcceptedNew(pipeline, Run.from_row(stored.row), stored.created, stored.history)
 
     def get_run(self, run_id: str | uuid.UUID) -> Run:
         """The run, or NotFound naming the id (also for an id that is not a UUID)."""
@@ -112,11 +124,15 @@ class RunStore(CancelOps):
             cur.execute(Q["list_pipelines"])
             return cur.fetchall()
 
-    def set_workflow_id(self, run_id: uuid.UUID, workflow_id: str) -> bool:
-        """Record the Conductor workflow id once; False when it was already set."""
+    def set_workflow_id(self, run_id: uuid.UUID, workflow_id: str) -> WorkflowRecorded | None:
+        """Record the Conductor workflow id once: the run as it now is, and how many events it
+        has; None when the id was already set."""
         with self.db.autocommit() as cur:
             cur.execute(Q["set_workflow_id"], {"id": run_id, "workflow_id": workflow_id})
-            return cur.fetchone() is not None
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return WorkflowRecorded(Run.from_row(row), row["event_count"])
 
     def transition(self, run_id: str | uuid.UUID, t: Transition) -> tuple[Run, bool]:
         """Apply one status change with its event in one transaction; see `transition()`."""

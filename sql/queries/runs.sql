@@ -7,19 +7,44 @@ SELECT name, mode, workflow_name, workflow_version, description, enabled, max_ru
 FROM pipelines ORDER BY name
 
 -- name: insert_run
--- The deadline: the request's, else the pipeline's max_runtime_seconds, else the setting's.
-INSERT INTO pipeline_runs (id, pipeline, mode, status, input_path_prefix, output_path_prefix,
-                           parameters, notify_url, submitted_by, idempotency_key,
-                           request_fingerprint, rerun_of, deadline_at)
-VALUES (%(id)s, %(pipeline)s, %(mode)s, 'PENDING', %(input_path_prefix)s, %(output_path_prefix)s,
-        %(parameters)s, %(notify_url)s, %(submitted_by)s, %(idempotency_key)s,
-        %(request_fingerprint)s, %(rerun_of)s,
-        now() + interval '1 second' * COALESCE(
-            %(deadline_seconds)s::integer,
-            (SELECT max_runtime_seconds FROM pipelines WHERE name = %(pipeline)s),
-            %(default_deadline_seconds)s::integer))
-ON CONFLICT (submitted_by, idempotency_key) DO NOTHING
-RETURNING *
+-- One statement, one round trip, atomic by itself: the catalog entry, the PENDING run (only
+-- for an enabled pipeline of the request's mode) and its first audit event, and for a re-run
+-- a note on the original (its status unchanged). The deadline: the request's, else the
+-- pipeline's max_runtime_seconds, else the setting's. A key already held inserts nothing:
+-- the row then has the catalog entry and a NULL id. No catalog entry: no row.
+-- The events' triggers (actor, outbox) fire as for any insert; the outbox's AFTER trigger
+-- runs at the statement's end and sees the run.
+WITH catalog AS (
+    SELECT name, mode, workflow_name, workflow_version, description, enabled, max_runtime_seconds
+    FROM pipelines WHERE name = %(pipeline)s
+), run AS (
+    INSERT INTO pipeline_runs (id, pipeline, mode, status, input_path_prefix, output_path_prefix,
+                               parameters, notify_url, submitted_by, idempotency_key,
+                               request_fingerprint, rerun_of, deadline_at)
+    SELECT %(id)s, catalog.name, %(mode)s, 'PENDING', %(input_path_prefix)s,
+           %(output_path_prefix)s, %(parameters)s, %(notify_url)s, %(submitted_by)s,
+           %(idempotency_key)s, %(request_fingerprint)s, %(rerun_of)s,
+           now() + interval '1 second' * COALESCE(
+               %(deadline_seconds)s::integer, catalog.max_runtime_seconds,
+               %(default_deadline_seconds)s::integer)
+    FROM catalog WHERE catalog.enabled AND catalog.mode = %(mode)s
+    ON CONFLICT (submitted_by, idempotency_key) DO NOTHING
+    RETURNING *
+), first_event AS (
+    INSERT INTO pipeline_run_events (run_id, source, actor, previous_status, status, message,
+                                     details)
+    SELECT run.id, 'gateway', %(submitted_by)s, NULL, 'PENDING', 'Run accepted', %(details)s
+    FROM run
+    RETURNING at
+), rerun_note AS (
+    INSERT INTO pipeline_run_events (run_id, source, actor, previous_status, status, message,
+                                     details)
+    SELECT original.id, 'gateway', %(submitted_by)s, original.status, original.status,
+           'Re-run as run ' || run.id, jsonb_build_object('rerun', run.id::text)
+    FROM run JOIN pipeline_runs original ON original.id = run.rerun_of
+)
+SELECT to_jsonb(catalog) AS catalog_entry, first_event.at AS first_event_at, run.*
+FROM catalog LEFT JOIN run ON true LEFT JOIN first_event ON true
 
 -- name: lock_run_by_idempotency_key
 -- Keys are scoped to the client that submitted them (migration 0010).
@@ -56,9 +81,12 @@ VALUES (%(run_id)s, %(source)s, %(actor)s, %(previous_status)s, %(status)s, %(me
         %(details)s)
 
 -- name: set_workflow_id
+-- With the count of the run's events (an index-only read of pipeline_run_events_run): while it
+-- is one, the history is the first event the caller wrote, and no second read is needed.
 UPDATE pipeline_runs SET conductor_workflow_id = %(workflow_id)s
 WHERE id = %(id)s AND conductor_workflow_id IS NULL
-RETURNING *
+RETURNING *, (SELECT count(*) FROM pipeline_run_events e WHERE e.run_id = pipeline_runs.id)
+             AS event_count
 
 -- name: apply_transition
 -- COALESCE keeps a timestamp already set (a repeated or late report never moves it).

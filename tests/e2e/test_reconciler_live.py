@@ -26,7 +26,7 @@ def test_issue_10_5_a_run_whose_start_was_lost_is_restarted_and_completes(
 ):
     tag = uuid.uuid4().hex
     # The gateway stored the run and died before it started the workflow.
-    _, run, created = stack_store.create_run(
+    _, run, created, _ = stack_store.create_run(
         NewRun(
             "demo-batch",
             "BATCH",

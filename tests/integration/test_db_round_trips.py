@@ -5,15 +5,18 @@ sweep over N due runs 2 * ceil(N / batch) + 2 at most (the issue's goal is + 5).
 from __future__ import annotations
 
 import math
+import uuid
 
 import psycopg2
 import pytest
 
 from batchcore.conductor import ConductorClient
 from batchcore.db import Database
+from batchcore.runs.model import NewRun
 from batchcore.runs.store import RunStore
 from bench import roundtrips
 from conductor_workers import polling
+from gateway.submission import submit_run
 from tests.integration.test_polling import submitted_run
 
 
@@ -62,3 +65,24 @@ def test_a_sweep_makes_two_round_trips_per_batch(
     # the cancel duties' two reads (runs past their deadline, ended runs' jobs to cancel)
     assert roundtrips.COUNTER.round_trips == 2 * batches + 3
     assert roundtrips.COUNTER.counts["begin"] == roundtrips.COUNTER.counts["commit"] == 0
+
+
+def test_an_accepted_post_makes_two_round_trips(counted, conductor_url):
+    """The run with its first event in one statement, the workflow id in another; the answer
+    needs no read back (issue 14.3: it took 8, BEGIN and COMMIT included)."""
+    conductor = ConductorClient(conductor_url)
+    key = uuid.uuid4().hex
+    request = NewRun("demo-batch", "BATCH", f"s3://in/{key}/", f"s3://out/{key}/")
+    roundtrips.COUNTER.counts.update(statement=0, begin=0, commit=0)
+    accepted = submit_run(counted, conductor, request, idempotency_key=key)
+    counts = dict(roundtrips.COUNTER.counts)
+    stored = RunStore(counted).get_run(accepted.run["id"])
+    conductor.terminate(stored.conductor_workflow_id, "test over")
+    conductor.close()
+    assert accepted.created and accepted.run["status"] == "PENDING"
+    assert accepted.run["conductor_workflow_id"] == stored.conductor_workflow_id is not None
+    assert accepted.run["deadline_at"] == stored.deadline_at is not None
+    assert [(e["status"], e["actor"], e["message"]) for e in accepted.history] == [
+        ("PENDING", "default", "Run accepted")
+    ]
+    assert counts == {"statement": 2, "begin": 0, "commit": 0, "rollback": 0, "connect": 0}

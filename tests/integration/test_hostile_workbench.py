@@ -28,7 +28,7 @@ def submitted(store: RunStore, client: WorkbenchClient) -> tuple[uuid.UUID, str]
     """A SUBMITTED run whose job the simulator has, already FAILED there; (run id, job id)."""
     prefix = uuid.uuid4().hex
     new = NewRun("demo-batch", "BATCH", f"s3://in/{prefix}/", f"s3://out/{prefix}/", {})
-    _, run, _ = store.create_run(new)
+    _, run, _, _ = store.create_run(new)
     job = client.submit_job(
         str(run.id),
         "demo-batch",

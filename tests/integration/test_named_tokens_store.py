@@ -29,12 +29,12 @@ def request(submitted_by: str, key: str, output: str = "s3://out/a/") -> NewRun:
 def test_the_same_key_from_two_names_makes_two_runs_and_neither_reveals_the_other(database):
     store = RunStore(database)
     key = f"k-{uuid.uuid4()}"
-    _, alice, alice_created = store.create_run(request("alice", key))
+    _, alice, alice_created, _ = store.create_run(request("alice", key))
     # Another body under the same key: for another client that is no conflict, a new run.
-    _, bob, bob_created = store.create_run(request("bob", key, "s3://out/b/"))
+    _, bob, bob_created, _ = store.create_run(request("bob", key, "s3://out/b/"))
     assert alice_created and bob_created and alice.id != bob.id
     assert (alice.submitted_by, bob.submitted_by) == ("alice", "bob")
-    _, replay, replayed_created = store.create_run(request("bob", key, "s3://out/b/"))
+    _, replay, replayed_created, _ = store.create_run(request("bob", key, "s3://out/b/"))
     assert (replay.id, replayed_created) == (bob.id, False)
     with pytest.raises(Conflict) as err:
         store.create_run(request("alice", key, "s3://out/b/"))
@@ -44,11 +44,11 @@ def test_the_same_key_from_two_names_makes_two_runs_and_neither_reveals_the_othe
 def test_a_run_that_failed_before_starting_releases_its_key_only_to_its_own_client(database):
     store = RunStore(database)
     key = f"k-{uuid.uuid4()}"
-    _, failed, _ = store.create_run(request("alice", key))
-    _, bobs, _ = store.create_run(request("bob", key))
+    _, failed, _, _ = store.create_run(request("alice", key))
+    _, bobs, _, _ = store.create_run(request("bob", key))
     failure = Transition("FAILED", "gateway", "not started", error_message="x", actor="alice")
     store.transition(failed.id, failure)
-    _, retry, created = store.create_run(request("alice", key))
+    _, retry, created, _ = store.create_run(request("alice", key))
     assert created and retry.id != failed.id
     assert fetch_run(database, failed.id)["idempotency_key"] is None
     assert fetch_run(database, bobs.id)["idempotency_key"] == key
@@ -58,7 +58,7 @@ def test_a_run_that_failed_before_starting_releases_its_key_only_to_its_own_clie
 
 def test_every_event_has_an_actor_the_requests_name_or_else_its_source(database):
     store = RunStore(database)
-    _, run, _ = store.create_run(request("alice", f"k-{uuid.uuid4()}"))
+    _, run, _, _ = store.create_run(request("alice", f"k-{uuid.uuid4()}"))
     store.transition(run.id, Transition("SUBMITTED", "persist", "ok", workbench_job_id="wb-1"))
     # A writer that names no actor, as the poller's and reconciler's SQL do.
     with database.transaction() as cur:

@@ -77,10 +77,10 @@ def test_a_rerun_names_its_original_and_the_original_lists_its_reruns_oldest_fir
     end_run(database, original["id"])
     store = RunStore(database)
     assert store.get_run(original["id"]).reruns == []
-    _, first, created = store.create_run(
+    _, first, created, _ = store.create_run(
         request(parameters={"a": 2}, rerun_of=original["id"], submitted_by="alice")
     )
-    _, second, _ = store.create_run(request(rerun_of=original["id"]))
+    _, second, _, _ = store.create_run(request(rerun_of=original["id"]))
     assert created and first.rerun_of == original["id"]
     assert fetch_run(database, first.id)["rerun_of"] == original["id"]
     run, events = store.get_run_with_history(original["id"])
@@ -102,8 +102,8 @@ def test_a_key_reused_for_a_rerun_of_another_run_conflicts(database):
         end_run(database, run["id"])
     store = RunStore(database)
     same = request(rerun_of=one["id"], idempotency_key="rerun-key")
-    _, first, _ = store.create_run(same)
-    _, again, created = store.create_run(same)
+    _, first, _, _ = store.create_run(same)
+    _, again, created, _ = store.create_run(same)
     assert (again.id, created) == (first.id, False)
     with pytest.raises(Conflict):
         store.create_run(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from batchcore.errors import InvalidTransition, NotFound
 from batchcore.runs import cancels, lifecycle
 from batchcore.runs.model import NewRun, PollOutcome, Run, Transition
+from batchcore.runs.rows import AcceptedNew, WorkflowRecorded
 from batchcore.runs.store import ReconcileCandidates
 from tests.unit.fake_cancels import FakeCancelOps
 
@@ -101,9 +102,9 @@ class FakeStore(FakeCancelOps):
         admit(pipeline)
         for row in self.rows.values():
             if new.idempotency_key and row["idempotency_key"] == new.idempotency_key:
-                return pipeline, Run.from_row(row), False
+                return AcceptedNew(pipeline, Run.from_row(row), False, [])
         run = self.add_run(**new.request(), idempotency_key=new.idempotency_key)
-        return pipeline, run, True
+        return AcceptedNew(pipeline, run, True, self.history(run.id))
 
     def get_run(self, run_id) -> Run:
         self.calls.append("get_run")
@@ -119,13 +120,13 @@ class FakeStore(FakeCancelOps):
         row = self.rows.get(uuid.UUID(str(run_id)))
         return row["status"] if row else None
 
-    def set_workflow_id(self, run_id, workflow_id: str) -> bool:
+    def set_workflow_id(self, run_id, workflow_id: str) -> WorkflowRecorded | None:
         self.calls.append("set_workflow_id")
         row = self._find(run_id)
         if row["conductor_workflow_id"] is not None:
-            return False
+            return None
         row["conductor_workflow_id"] = workflow_id
-        return True
+        return WorkflowRecorded(Run.from_row(row), len(self.history(row["id"])))
 
     def transition(self, run_id, t: Transition):
         self.calls.append("transition")
