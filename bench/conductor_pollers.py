@@ -7,8 +7,10 @@ of the round's own; the services poll only that domain (CONDUCTOR_WORKER_DOMAIN)
 poller polls no domain, so it never takes the benchmark's sweeps, nor they its: the stack's
 loop and database are left alone.
 
-The figure is the runs polled in the WINDOW_SECONDS after the loop's start, over that window:
-the services' sweeping rate, Conductor's dispatch of the sweeps included. The window ends
+The figure is the runs polled in the WINDOW_SECONDS after the loop's start over the time from
+the start to the last of those polls (a batch's runs are written at once, so counting them at
+the window's end would round the rate to a batch): the services' sweeping rate, Conductor's
+dispatch of the sweeps included. The window ends
 before any sweep runs out of due runs or reaches its 40 s budget: past the budget a sweep
 leaves the runs it claimed but could not ask in time to their lease (60 s), a tail that would
 measure the lease, not the polling.
@@ -142,9 +144,9 @@ def one_round(
             loop_id = _start_loop(conductor_url, domain)
             time.sleep(WINDOW_SECONDS + 1)
         sweepers = _sweepers(conductor_url, loop_id)
-        [(polled,)] = _sql(
+        [(polled, last)] = _sql(
             seed.database_url,
-            "SELECT count(*) FROM pipeline_runs"
+            "SELECT count(*), max(last_polled_at) FROM pipeline_runs"
             " WHERE last_polled_at <= %s + %s * interval '1 second'",
             (started, WINDOW_SECONDS),
         )
@@ -159,7 +161,8 @@ def one_round(
             service.stop()
     if polled >= total:
         raise SystemExit(f"every run was polled within the {WINDOW_SECONDS} s window: seed more")
-    return {"runs_per_second": polled / WINDOW_SECONDS, "busy": machine.busy, "split": sweepers}
+    seconds = (last - started).total_seconds()
+    return {"runs_per_second": polled / seconds, "busy": machine.busy, "split": sweepers}
 
 
 def scaling(
