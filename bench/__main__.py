@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             gateway.list_active(gw_url, gw_token)
             results |= gateway.rss_mb(gw)
+            results |= gateway.accept_cost_in_process(conductor, database_url)
             gw.stop()
             gw = None
 

@@ -336,6 +336,12 @@ def run(
         "cpu_ms_per_request_gateway_conductor": cpu_ms("gateway", "conductor"),
         "cpu_ms_per_request_gateway_postgres": cpu_ms("gateway", "postgres"),
         "cpu_ms_per_request_gateway_gateway": cpu_ms("gateway", "gateway"),
+        # Issue 14.3: the gunicorn workers' CPU per accepted POST (goal <= 1.5 ms); its
+        # baseline is Conductor's CPU per direct start, cpu_ms_per_start_direct_conductor.
+        "gateway_cpu_ms_per_accept": cpu_ms("gateway", "gateway"),
+        "gateway_cpu_ms_per_accept_rounds": ", ".join(
+            f"{c['gateway']:.2f}" for c in cpu["gateway"]
+        ),
         "cpu_ms_per_request_client": cpu_ms("gateway", "client"),
         "gateway_machine_busy": cpu_ms("gateway", "machine_busy"),
         "direct_machine_busy": cpu_ms("direct", "machine_busy"),
@@ -368,4 +374,65 @@ def rss_mb(child: Child) -> dict:
         "gateway_rss_mb": peak_rss_mb(master) + sum(per),
         "gateway_rss_master_mb": peak_rss_mb(master),
         "gateway_rss_workers_mb": per,
+    }
+
+
+def accept_cost_in_process(conductor: str, database_url: str, accepts: int = 200) -> dict:
+    """Round trips to PostgreSQL and CPU per accepted POST, the gateway's app in this process.
+
+    Counted on the client (bench.roundtrips: statements, BEGIN, COMMIT, ROLLBACK) through
+    Flask's test client, so the figure is the submission path's own and not the load's;
+    the CPU is this thread's, HTTP parsing by gunicorn excluded.
+    """
+    from batchcore import settings as settings_module
+    from batchcore.db import Database
+    from gateway import create_app
+
+    from . import roundtrips
+
+    connect = psycopg2.connect
+    counter = roundtrips.install()
+    tok = token()
+    settings = settings_module.load(
+        {
+            "DATABASE_URL": database_url,
+            "CONDUCTOR_SERVER_URL": conductor,
+            "GATEWAY_API_TOKENS": f"bench:{tok}",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    db = Database(database_url, maxconn=2)
+    app = create_app({"SETTINGS": settings, "DATABASE": db})
+    client = app.test_client()
+    target = _gateway_target("", tok)
+    headers = dict(target.headers)
+    kept: list[str] = []
+
+    def post() -> None:
+        resp = client.post("/api/v1/pipeline-runs", data=target.make_body(), headers=headers)
+        if resp.status_code != 202:
+            raise RuntimeError(f"POST answered {resp.status_code}: {resp.get_data(True)[:300]}")
+        kept.append(resp.get_json()["conductor_workflow_id"])
+
+    for _ in range(10):  # warm: connections open, queries prepared by the server's cache
+        post()
+    counts_before = dict(counter.counts)
+    cpu_before = time.thread_time()
+    for _ in range(accepts):
+        post()
+    cpu = time.thread_time() - cpu_before
+    counts = {k: counter.counts[k] - counts_before[k] for k in counts_before}
+    terminate(conductor, kept)
+    db.close()
+    psycopg2.connect = connect  # the later phases connect as usual
+    trips = sum(v for k, v in counts.items() if k != "connect")
+    return {
+        "gateway_db_round_trips_per_accept": trips / accepts,
+        "gateway_db_statements_per_accept": counts["statement"] / accepts,
+        "gateway_db_transactions_per_accept": counts["begin"] / accepts,
+        "gateway_in_process_cpu_ms_per_accept": cpu / accepts * 1000,
+        "gateway_in_process_accepts": accepts,
+        # The same count at 1cbd6a7, before issue 14.3: BEGIN, the catalog, the run, its
+        # event, COMMIT, the workflow id, then the run and its history read back.
+        "gateway_db_round_trips_per_accept_before": 8,
     }
