@@ -64,7 +64,7 @@ browser: venv
 	$(PY) -m stack.browser
 
 test: up lint browser
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests --durations=25 $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

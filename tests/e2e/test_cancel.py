@@ -9,13 +9,17 @@ import pytest
 import requests
 
 from tests.e2e.conftest import run_body
-from tests.integration.helpers import Simulator
+from tests.integration.helpers import Simulator, await_true
 
 
 @pytest.fixture
 def sim(stack_env):
     simulator = Simulator(stack_env["WORKBENCH_ADMIN_URL"])
     yield simulator
+
+
+def _ended(workflow: dict) -> dict | None:
+    return workflow if workflow["status"] != "RUNNING" else None
 
 
 def cancel(api, run_id):
@@ -56,7 +60,14 @@ def test_a_queued_and_a_running_run_are_cancelled_at_the_workbench_and_in_conduc
     for run in (queued, running):
         ended = assert_cancelled_everywhere(api, sim, conductor_api, run["id"], run["submitted_by"])
         assert [j["status"] for j in sim.jobs(run["id"])] == ["CANCELLED"]
-        workflow = conductor_api(f"/workflow/{ended['conductor_workflow_id']}")
+        # The poller finishes the workflow just after it records the run's end.
+        path = f"/workflow/{ended['conductor_workflow_id']}"
+        workflow = await_true(
+            lambda path=path: _ended(conductor_api(path)),
+            30,
+            "the run's workflow to end",
+            every=0.3,
+        )
         assert workflow["status"] == "TERMINATED"
         assert workflow["reasonForIncompletion"] == f"Run cancelled by {run['submitted_by']}"
         refused = cancel(api, run["id"])
