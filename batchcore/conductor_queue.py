@@ -32,6 +32,8 @@ class QueueHealth:
     queues: tuple[str, ...] = ()
     stuck_after_seconds: int = 0
     error: str | None = None
+    # Of the stuck messages, those delivered within the window the check was asked about.
+    stuck_lately: int | None = None
 
     @property
     def stuck(self) -> bool:
@@ -68,17 +70,24 @@ class QueueHealth:
 
 def health_from_row(row: tuple, stuck_after_seconds: int) -> QueueHealth:
     """The verdict on the query's one row: (stuck_messages, oldest_seconds, queues)."""
-    count, oldest, queues = row
+    count, oldest, queues, *lately = row
     return QueueHealth(
         stuck_messages=int(count),
         oldest_seconds=float(oldest or 0) if count else 0.0,
         queues=tuple(sorted(queues or ())),
         stuck_after_seconds=stuck_after_seconds,
+        stuck_lately=int(lately[0]) if lately else None,
     )
 
 
-def check(url: str, stuck_after_seconds: int, connect_timeout: float = 3) -> QueueHealth:
-    """One read-only check against Conductor's database; never raises for a database error."""
+def check(
+    url: str,
+    stuck_after_seconds: int,
+    connect_timeout: float = 3,
+    lately_seconds: float | None = None,
+) -> QueueHealth:
+    """One read-only check against Conductor's database; never raises for a database error.
+    `lately_seconds`: also count the stuck messages delivered within that many seconds."""
     try:
         conn = psycopg2.connect(url, connect_timeout=max(1, round(connect_timeout)))
     except psycopg2.Error as exc:
@@ -87,7 +96,10 @@ def check(url: str, stuck_after_seconds: int, connect_timeout: float = 3) -> Que
         conn.set_session(readonly=True)
         with conn.cursor() as cur:
             cur.execute("SET LOCAL statement_timeout = %s", (STATEMENT_TIMEOUT_MS,))
-            cur.execute(Q["conductor_stuck_messages"], {"stuck_after_seconds": stuck_after_seconds})
+            cur.execute(
+                Q["conductor_stuck_messages"],
+                {"stuck_after_seconds": stuck_after_seconds, "lately_seconds": lately_seconds},
+            )
             row = cur.fetchone()
         conn.rollback()
         return health_from_row(row, stuck_after_seconds)

@@ -52,6 +52,16 @@ def decide(
         return Decision(False, f"queue stuck but conductor is {conductor_state}: left alone")
     if last_restart_at is not None and now - last_restart_at < holdoff_seconds:
         return Decision(False, "queue stuck; restarted recently, waiting for the new server")
+    if last_restart_at is not None and health.stuck_lately == 0:
+        # A new server un-acks every message popped before it started; these stayed popped
+        # through the last restart, so another restart would not help either: they are
+        # workflows Conductor keeps re-sweeping without moving their delivery time (seen with
+        # a SIMPLE task no worker polls), not a dead unack processor.
+        return Decision(
+            False,
+            f"{health.stuck_messages} message(s) stayed popped through the last restart: "
+            "not a dead unack processor; left alone",
+        )
     return Decision(True, health.report()["message"])
 
 
@@ -80,7 +90,10 @@ def run(url: str, stuck_after_seconds: int, path: Path = STATE_FILE) -> None:
     holdoff = stuck_after_seconds + SETTLE_SECONDS
     state = {"restarts": 0, **read_state(path)}
     while True:
-        health = conductor_queue.check(url, stuck_after_seconds)
+        last = state.get("last_restart_epoch")
+        # Only messages delivered since the last restart can show that it did not help.
+        lately = time.time() - last if last else None
+        health = conductor_queue.check(url, stuck_after_seconds, lately_seconds=lately)
         now = time.time()
         decision = decide(
             health, supervisor.state("conductor"), now, state.get("last_restart_epoch"), holdoff

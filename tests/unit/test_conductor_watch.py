@@ -37,6 +37,18 @@ def test_at_most_one_restart_per_holdoff():
     assert decide(STUCK, "RUNNING", 1000.0, 1000.0 - HOLDOFF, HOLDOFF).restart
 
 
+def test_messages_a_restart_did_not_clear_cause_no_restart_loop():
+    """Seen on the stack: 85 decider messages of workflows whose SIMPLE task no worker polls
+    stayed popped with their first delivery time through 13 restarts, one per hold-off."""
+    after_restart = 1000.0 - HOLDOFF  # the hold-off has passed
+    same = health_from_row((85, 2000.0, ["_deciderQueue"], 0), 300)
+    decision = decide(same, "RUNNING", 1000.0, after_restart, HOLDOFF)
+    assert not decision.restart and "stayed popped through the last restart" in decision.reason
+    newly = health_from_row((86, 2000.0, ["_deciderQueue"], 1), 300)
+    assert decide(newly, "RUNNING", 1000.0, after_restart, HOLDOFF).restart
+    assert decide(same, "RUNNING", 1000.0, None, HOLDOFF).restart  # never restarted yet
+
+
 def test_the_holdoff_outlasts_a_new_servers_first_unack_pass():
     # The new server un-acks 60 s after it starts; the stack's start takes about a minute.
     assert conductor_watch.SETTLE_SECONDS >= 60 + 60
