@@ -78,3 +78,22 @@ def test_a_service_takes_one_sweep_at_a_time_leaving_the_others_to_other_service
 
     (record,) = [r for (name, _), r in _decorated_functions.items() if name == "poll_status"]
     assert record["thread_count"] == 1
+
+
+def test_the_benchmark_part_updates_only_its_own_keys(tmp_path):
+    from bench import __main__ as bench_main
+    from bench import report
+
+    assert "poller_scaling" in bench_main.PARTS
+    out = tmp_path / "latest.json"
+    out.write_text(json.dumps({"poller_scaling_2_vs_1": 1.12, "gateway_accept_ratio": 0.7}))
+    ours = {
+        "poller_scaling_conductor_2_vs_1": 1.93,
+        "poller_scaling_conductor_1_runs_per_second": 138.0,
+        "poller_scaling_conductor_2_runs_per_second": 266.2,
+        "poller_scaling_conductor_runs": 10_000,
+    }
+    kept = json.loads(report.write(ours, out).read_text())
+    assert kept == {"poller_scaling_2_vs_1": 1.12, "gateway_accept_ratio": 0.7, **ours}
+    row = next(line for line in report.table(kept).splitlines() if "conductor_2_vs_1" in line)
+    assert "266 vs 138 runs/s" in row and "yes" in row
