@@ -33,10 +33,11 @@ RUNS = "/api/v1/pipeline-runs"
 
 
 class DatabaseLostAfterInsert:
-    """The test's database, lost after the run's insert: autocommit reads and writes fail
-    from the n-th one on, transactions from the m-th one on (the first is the insert)."""
+    """The test's database, lost after the run's insert: the first autocommit statement is
+    the insert (one statement since issue 14.3); the autocommit reads and writes after it
+    fail from the n-th one on, transactions from the m-th one on."""
 
-    def __init__(self, database, fail_from: int, transactions_fail_from: int = 2):
+    def __init__(self, database, fail_from: int, transactions_fail_from: int = 1):
         self.database = database
         self.fail_from = fail_from
         self.transactions_fail_from = transactions_fail_from
@@ -52,7 +53,7 @@ class DatabaseLostAfterInsert:
     @contextmanager
     def autocommit(self):
         self.calls += 1
-        if self.calls >= self.fail_from:
+        if self.calls - 1 >= self.fail_from:  # call 1 is the insert
             raise DatabaseUnavailable("connection to server at 127.0.0.1 lost")
         with self.database.autocommit() as cur:
             yield cur
