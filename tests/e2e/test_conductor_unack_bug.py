@@ -130,6 +130,7 @@ def _readiness(url: str) -> dict:
         return {}
 
 
+@pytest.mark.long_fault  # 6-8 minutes: make test-long
 def test_a_dead_unack_processor_is_detected_and_cured_by_a_restart(stack_env):
     api = stack_env["CONDUCTOR_SERVER_URL"]
     health_url = api.removesuffix("/api") + "/health"

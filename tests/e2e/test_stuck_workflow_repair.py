@@ -35,6 +35,7 @@ def lose(conn, queue: str, message_id: str) -> None:
         assert cur.fetchone(), f"no {queue} message {message_id}"
 
 
+@pytest.mark.long_fault  # 6-8 minutes: make test-long
 def test_issue_11_a_run_stuck_behind_a_lost_queue_message_is_repaired_by_the_stack(
     api, conductor_api, stack_env
 ):
