@@ -197,11 +197,6 @@ class CancelOps:
             _event(cur, run.id, row["status"], row["status"], "poller", message, details)
             return True
 
-    def record_cancel_sent(self, run_id: uuid.UUID) -> None:
-        """Remember that the Workbench accepted the cancel of an active run's job."""
-        with self.db.autocommit() as cur:
-            cur.execute(Q["record_cancel_sent"], {"id": run_id})
-
     def enforce_deadlines(self, grace_seconds: int, limit: int) -> list[Run]:
         """Act on open runs past their deadline: end at once those with no job and no
         submission, request the cancel of the others, and end without the Workbench's word

@@ -53,12 +53,6 @@ WHERE id = %(id)s AND status = ANY(%(open)s::text[]) AND deadline_at < now()
   AND (cancel_requested_at IS NULL OR deadline_at + %(grace)s * interval '1 second' < now())
 FOR UPDATE SKIP LOCKED
 
--- name: record_cancel_sent
--- The Workbench accepted the cancel of an active run's job.
-UPDATE pipeline_runs SET cancel_sent_at = COALESCE(cancel_sent_at, now())
-WHERE id = %(id)s
-RETURNING id
-
 -- name: attach_job
 UPDATE pipeline_runs SET workbench_job_id = %(job_id)s
 WHERE id = %(id)s AND workbench_job_id IS NULL

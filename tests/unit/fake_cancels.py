@@ -72,10 +72,6 @@ class FakeCancelOps:
         self._event(row["id"], row["status"], row["status"], "poller", "job cancelled", {})
         return True
 
-    def record_cancel_sent(self, run_id) -> None:
-        row = self._find(run_id)
-        row["cancel_sent_at"] = row["cancel_sent_at"] or self.clock()
-
     def enforce_deadlines(self, grace_seconds: int, limit: int) -> list[Run]:
         self.calls.append("enforce_deadlines")
         now = self.clock()
