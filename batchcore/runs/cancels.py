@@ -13,7 +13,7 @@ import dataclasses
 import uuid
 from datetime import datetime
 
-from batchcore.errors import NotFound, RunTerminal
+from batchcore.errors import RunTerminal
 from batchcore.queries import Q
 
 from . import lifecycle
@@ -102,7 +102,7 @@ class CancelOps:
         any other open run has its cancel requested, sent by the poller. RunTerminal for a
         run that has ended; repeating the request changes nothing."""
         with self.db.transaction() as cur:
-            row = _locked(cur, run_id)
+            row = get_run(cur, run_id, lock=True)
             if lifecycle.is_terminal(row["status"]):
                 raise RunTerminal(
                     f"Run {row['id']} is already {row['status']}; there is nothing to cancel"
@@ -148,7 +148,7 @@ class CancelOps:
         """Record the job the Workbench created for the run, as soon as it answers: on a
         PENDING run, or on one that ended meanwhile (then its cancel is due: reason 'ended')."""
         with self.db.transaction() as cur:
-            row = _locked(cur, run_id)
+            row = get_run(cur, run_id, lock=True)
             if row["workbench_job_id"] is not None:
                 return Run.from_row(row)
             ended = lifecycle.is_terminal(row["status"])
@@ -237,15 +237,3 @@ class CancelOps:
         ending = ending_for(row, "poller", confirmed=no_job)
         ended, _ = transition(cur, row["id"], ending)
         return ended
-
-
-def _locked(cur, run_id: str | uuid.UUID) -> dict:
-    """The run's row under its lock, or NotFound naming the id."""
-    parsed = parse_uuid(run_id)
-    row = None
-    if parsed is not None:
-        cur.execute(Q["lock_run"], {"id": parsed})
-        row = cur.fetchone()
-    if row is None:
-        raise NotFound(f"No pipeline run with id {str(run_id)[:100]!r}")
-    return row

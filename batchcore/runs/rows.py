@@ -175,12 +175,13 @@ def create_run(cur, new: NewRun) -> tuple[dict, bool]:
     return stored.row, stored.created
 
 
-def get_run(cur, run_id: str | uuid.UUID) -> dict:
-    """The run's row, or NotFound naming the id (also for an id that is not a UUID)."""
+def get_run(cur, run_id: str | uuid.UUID, lock: bool = False) -> dict:
+    """The run's row (under its row lock with `lock`), or NotFound naming the id (also for an
+    id that is not a UUID)."""
     parsed = parse_uuid(run_id)
     row = None
     if parsed is not None:
-        cur.execute(Q["get_run"], {"id": parsed})
+        cur.execute(Q["lock_run" if lock else "get_run"], {"id": parsed})
         row = cur.fetchone()
     if row is None:
         raise NotFound(f"No pipeline run with id {str(run_id)[:100]!r}")
