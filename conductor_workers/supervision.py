@@ -20,6 +20,10 @@ MAX_CHECK_BACKOFF_SECONDS = 60
 # /healthz fails when no sweep was seen finishing for this many poll intervals (or the floor).
 STALE_SWEEP_INTERVALS = 6
 STALE_SWEEP_FLOOR_SECONDS = 180
+# A loop that stopped sweeping is first decided again (Conductor times out a task only in a
+# decider pass); one that has not swept this long past one interval after that is replaced.
+# A moving loop sweeps within its interval plus a sweep's response timeout (60 s).
+DECIDE_GRACE_SECONDS = 90
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ def ensure_poller_loop(
     version: int = POLLER_VERSION,
     correlation_id: str = POLLER_CORRELATION_ID,
     inputs: dict | None = None,
+    stalled_id: str | None = None,
+    stalled_reason: str = "",
 ) -> str | None:
     """Make sure exactly one poller loop runs; return its id (None: another is checking).
 
@@ -66,17 +72,23 @@ def ensure_poller_loop(
     found by correlation id besides it are duplicates and are terminated. A PAUSED loop sweeps
     nothing: it is replaced. The loop's names are the contract's; tests name a private one.
     A loop is started with `inputs` besides its interval (the poller loop's parallelism).
+    `stalled_id`, when it is still the recorded loop, is terminated with `stalled_reason` and
+    replaced: under the lock, so that of several keepers that saw it stall one replaces it.
     """
     with store.poller_loop_lock() as loop:
         if loop is None:
             return None
         recorded = loop.workflow_id
         recorded_status = _status(conductor, recorded) if recorded else None
+        if stalled_id is not None and recorded == stalled_id and recorded_status in LIVE:
+            conductor.terminate(stalled_id, stalled_reason)
+            log.warning("replaced stalled %s loop %s: %s", name, stalled_id, stalled_reason)
+            recorded_status = "TERMINATED"
         keep = recorded if recorded_status == "RUNNING" else None
         found = [
             wf
             for wf in conductor.correlated(name, correlation_id)
-            if wf.get("status") in LIVE and wf["workflowId"] != keep
+            if wf.get("status") in LIVE and wf["workflowId"] not in (keep, stalled_id)
         ]
         running = [wf["workflowId"] for wf in found if wf["status"] == "RUNNING"]
         paused = [wf["workflowId"] for wf in found if wf["status"] != "RUNNING"]
@@ -125,9 +137,10 @@ def last_sweep_end(
 @dataclass
 class LoopKeeper:
     """Checks its loop every CHECK_EVERY_SECONDS from a daemon thread that survives any
-    error, and says whether the loop is kept and sweeping (the poller's /healthz). `store`
-    holds the loop's id and its lock (RunStore for the poller loop, NotificationStore for
-    the notifier loop)."""
+    error, and says whether the loop is kept and sweeping (the poller's /healthz). A loop
+    RUNNING but not seen finishing a sweep for the stale limit is decided again, then
+    replaced. `store` holds the loop's id and its lock (RunStore for the poller loop,
+    NotificationStore for the notifier loop)."""
 
     conductor: ConductorClient
     store: RunStore
@@ -141,8 +154,11 @@ class LoopKeeper:
     failures: int = 0
     last_error: str | None = None
     thread: threading.Thread | None = None
+    decide_grace_seconds: float = DECIDE_GRACE_SECONDS
+    replacements: int = 0
     _sweep_end: int | None = None
     _sweep_seen_at: float = field(default=0.0)
+    _decided_at: float | None = None
 
     def start(self) -> LoopKeeper:
         self._sweep_seen_at = self.clock()
@@ -152,7 +168,25 @@ class LoopKeeper:
         return self
 
     def check(self) -> None:
-        """One check: keep one running loop, and note when a new sweep was seen ending."""
+        """One check: keep one running loop, note when a new sweep was seen ending, and
+        decide again, then replace, a loop whose sweeps stopped finishing."""
+        loop_id = self._ensure()
+        if loop_id is None:  # another process is checking; it sees the sweeps too
+            self._sweep_seen_at = self.clock()
+            return
+        ended = last_sweep_end(self.conductor, loop_id, self.loop.sweep_task)
+        if ended is not None and ended != self._sweep_end:
+            self._sweep_end = ended
+            self._sweep_seen_at = self.clock()
+            self._decided_at = None
+        elif self.clock() - self._sweep_seen_at > self.stale_after():
+            self._unstick(loop_id)
+
+    def stale_after(self) -> int:
+        """Seconds without a sweep seen finishing after which the loop counts as stalled."""
+        return max(STALE_SWEEP_INTERVALS * self.interval, STALE_SWEEP_FLOOR_SECONDS)
+
+    def _ensure(self, stalled_id: str | None = None, stalled_reason: str = "") -> str | None:
         loop = self.loop
         loop_id = ensure_poller_loop(
             self.conductor,
@@ -162,15 +196,37 @@ class LoopKeeper:
             version=loop.version,
             correlation_id=loop.correlation_id,
             inputs=self.inputs,
+            stalled_id=stalled_id,
+            stalled_reason=stalled_reason,
         )
-        if loop_id is None:  # another process is checking; it sees the sweeps too
+        if loop_id is not None and loop_id != self.loop_id:
+            # A new loop (started here or by another keeper) is timed from now.
+            self.loop_id = loop_id
+            self._sweep_end, self._decided_at = None, None
             self._sweep_seen_at = self.clock()
+        return loop_id
+
+    def _unstick(self, loop_id: str) -> None:
+        quiet = self.clock() - self._sweep_seen_at
+        if self._decided_at is None:
+            self.conductor.decide(loop_id)
+            self._decided_at = self.clock()
+            log.warning(
+                "no %s sweep seen finishing for %.0f s: asked Conductor to decide %s loop %s",
+                self.loop.sweep_task,
+                quiet,
+                self.loop.name,
+                loop_id,
+            )
             return
-        self.loop_id = loop_id
-        ended = last_sweep_end(self.conductor, loop_id, loop.sweep_task)
-        if ended is not None and ended != self._sweep_end:
-            self._sweep_end = ended
-            self._sweep_seen_at = self.clock()
+        if self.clock() - self._decided_at < self.interval + self.decide_grace_seconds:
+            return
+        reason = (
+            f"no {self.loop.sweep_task} sweep seen finishing for {quiet:.0f} s, nor after a new "
+            f"decision; replaced by the {self.loop.label} loop keeper"
+        )
+        if self._ensure(loop_id, reason) not in (None, loop_id):
+            self.replacements += 1
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -196,7 +252,7 @@ class LoopKeeper:
         """{"ok": ...} with the keeper's and the loop's state, for /healthz."""
         alive = self.thread is not None and self.thread.is_alive()
         quiet = self.clock() - self._sweep_seen_at
-        stale_after = max(STALE_SWEEP_INTERVALS * self.interval, STALE_SWEEP_FLOOR_SECONDS)
+        stale_after = self.stale_after()
         problems = []
         if not alive:
             problems.append(f"the {self.loop.label} loop keeper thread is not running")
@@ -208,6 +264,7 @@ class LoopKeeper:
             "loop_id": self.loop_id,
             "seconds_since_sweep_seen": round(quiet),
             "failed_checks_in_a_row": self.failures,
+            "stalled_loops_replaced": self.replacements,
             "last_error": self.last_error,
             "problems": problems,
         }

@@ -1,0 +1,88 @@
+"""Issue 11 on the real Conductor: a loop RUNNING whose sweeps stopped finishing is decided
+again, then replaced by its keeper; a private loop (its sweep task polled by nobody) recorded
+in this test's own database, the keeper's clock moved by hand."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+import requests
+
+from batchcore.conductor import ConductorClient
+from batchcore.runs.store import RunStore
+from conductor_workers import supervision
+
+
+@pytest.fixture
+def conductor(conductor_url):
+    client = ConductorClient(conductor_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def unswept_loop(conductor_url):
+    """A private loop whose one task no worker polls: it runs and never sweeps."""
+    name = f"test_stall_{uuid.uuid4().hex[:8]}"
+    loop = supervision.Loop("test", name, 1, f"{name}-loop", name)
+    requests.post(
+        f"{conductor_url}/metadata/taskdefs",
+        json=[{"name": name, "retryCount": 0, "timeoutSeconds": 600, "responseTimeoutSeconds": 60}],
+        timeout=10,
+    ).raise_for_status()
+    requests.put(
+        f"{conductor_url}/metadata/workflow",
+        json=[
+            {
+                "name": name,
+                "version": 1,
+                "schemaVersion": 2,
+                "tasks": [{"name": name, "taskReferenceName": "sweep", "type": "SIMPLE"}],
+            }
+        ],
+        timeout=10,
+    ).raise_for_status()
+    yield loop
+    resp = requests.get(
+        f"{conductor_url}/workflow/{name}/correlated/{loop.correlation_id}",
+        params={"includeClosed": "false"},
+        timeout=10,
+    )
+    for wf in resp.json():
+        requests.delete(
+            f"{conductor_url}/workflow/{wf['workflowId']}",
+            params={"reason": "test cleanup"},
+            timeout=10,
+        )
+    requests.delete(f"{conductor_url}/metadata/workflow/{name}/1", timeout=10)
+    requests.delete(f"{conductor_url}/metadata/taskdefs/{name}", timeout=10)
+
+
+def test_issue_11_a_running_loop_that_stopped_sweeping_is_replaced(
+    database, conductor, unswept_loop
+):
+    now = [0.0]
+    store = RunStore(database)
+    keeper = supervision.LoopKeeper(
+        conductor, store, 1, threading.Event(), clock=lambda: now[0], loop=unswept_loop
+    )
+    keeper.check()
+    stalled = keeper.loop_id
+    assert conductor.get_workflow(stalled)["status"] == "RUNNING"
+
+    now[0] += keeper.stale_after() + 1
+    keeper.check()  # a new decision first
+    assert conductor.get_workflow(stalled)["status"] == "RUNNING"
+    now[0] += 1 + supervision.DECIDE_GRACE_SECONDS
+    keeper.check()
+
+    old = conductor.get_workflow(stalled, include_tasks=False)
+    assert old["status"] == "TERMINATED"
+    assert "replaced by the test loop keeper" in old["reasonForIncompletion"]
+    assert keeper.loop_id != stalled and keeper.replacements == 1
+    running = conductor.correlated(unswept_loop.name, unswept_loop.correlation_id)
+    assert [wf["workflowId"] for wf in running] == [keeper.loop_id]
+    with store.poller_loop_lock() as recorded:
+        assert recorded.workflow_id == keeper.loop_id
