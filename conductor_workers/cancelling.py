@@ -11,6 +11,7 @@ from batchcore.runs.store import RunStore
 from batchcore.workbench import WorkbenchClient
 
 from . import metrics
+from .submission import start_job
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,7 @@ def _cancel_job_of(store: RunStore, client: WorkbenchClient, run: Run) -> bool:
         if job_id is None:
             # The submission's answer was lost: the same Idempotency-Key finds the job it
             # created (or creates one now, cancelled at once: no job is left running unseen).
-            job = client.submit_job(
-                str(run.id),
-                run.pipeline,
-                run.input_path_prefix,
-                run.output_path_prefix,
-                run.parameters,
-            )
+            job = start_job(client, run)
             job_id = job.job_id
         result = client.cancel_job(job_id)
     except WorkbenchError as exc:

@@ -85,34 +85,9 @@ class OutOfTime(Exception):
     """The batch's deadline came before a run's status call could start."""
 
 
-def fetch_status(
-    client: WorkbenchClient,
-    job_id: str,
-    cfg: SweepConfig,
-    rng: random.Random,
-    sleep=time.sleep,
-    deadline: float | None = None,
-    monotonic: Callable[[], float] = time.monotonic,
-) -> JobStatus:
-    """One job's status, retrying transient errors with jittered backoff and Retry-After;
-    every attempt and wait ends by `deadline` (monotonic), and none starts without time left
-    (OutOfTime before the first)."""
-    call = functools.partial(client.get_job, job_id)
-    return with_retries(call, job_id, cfg, rng, sleep, deadline, monotonic)
-
-
-def send_cancel(
-    client: WorkbenchClient,
-    job_id: str,
-    cfg: SweepConfig,
-    rng: random.Random,
-    sleep=time.sleep,
-    deadline: float | None = None,
-    monotonic: Callable[[], float] = time.monotonic,
-):
-    """Ask the Workbench to cancel a job, with the retries and time bounds of fetch_status."""
-    call = functools.partial(client.cancel_job, job_id)
-    return with_retries(call, job_id, cfg, rng, sleep, deadline, monotonic)
+def fetch_status(client: WorkbenchClient, job_id: str, *args, **kwargs) -> JobStatus:
+    """One job's status: `client.get_job` through with_retries (which takes the rest)."""
+    return with_retries(client.get_job, job_id, *args, **kwargs)
 
 
 def with_retries(
@@ -124,7 +99,9 @@ def with_retries(
     deadline: float | None = None,
     monotonic: Callable[[], float] = time.monotonic,
 ):
-    """`call(timeout=...)`, retried as fetch_status says."""
+    """`call(job_id, timeout=...)` (a status or a cancel call), retrying transient errors with
+    jittered backoff and Retry-After; every attempt and wait ends by `deadline` (monotonic),
+    and none starts without time left (OutOfTime before the first)."""
     attempt = 0
     while True:
         timeout = None
@@ -133,7 +110,7 @@ def with_retries(
             if timeout < MIN_CALL_SECONDS:
                 raise OutOfTime(job_id)
         try:
-            return call(timeout=timeout)
+            return call(job_id, timeout=timeout)
         except WorkbenchError as exc:
             metrics.WORKBENCH_ERRORS.labels(kind=exc.kind).inc()
             if not exc.transient or attempt >= cfg.max_retries:
@@ -162,7 +139,7 @@ def poll_one(
     outcome = PollOutcome(run_id=str(run.id), expected=run.status, lease_token=run.poll_lease_token)
     try:
         if run.cancel_requested_at is not None and run.cancel_sent_at is None:
-            send_cancel(client, run.workbench_job_id, cfg, rng, deadline=deadline)
+            with_retries(client.cancel_job, run.workbench_job_id, cfg, rng, deadline=deadline)
             outcome.cancel_sent = True
         job = fetch_status(client, run.workbench_job_id, cfg, rng, deadline=deadline)
     except OutOfTime:

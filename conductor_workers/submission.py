@@ -6,9 +6,9 @@ import logging
 
 from batchcore.errors import InvalidTransition, NotFound, WorkbenchError
 from batchcore.runs import lifecycle
-from batchcore.runs.model import Transition
+from batchcore.runs.model import Run, Transition
 from batchcore.runs.store import RunStore
-from batchcore.workbench import WorkbenchClient
+from batchcore.workbench import SubmittedJob, WorkbenchClient
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,13 @@ class PermanentFailure(Exception):
 
 class TransientFailure(Exception):
     """Retrying may fix this; Conductor retries the task per its definition."""
+
+
+def start_job(client: WorkbenchClient, run: Run) -> SubmittedJob:
+    """Start `run`'s Workbench job; the run id, its Idempotency-Key, finds one it started."""
+    return client.submit_job(
+        str(run.id), run.pipeline, run.input_path_prefix, run.output_path_prefix, run.parameters
+    )
 
 
 def submit(store: RunStore, client: WorkbenchClient, run_id: str) -> dict:
@@ -36,13 +43,7 @@ def submit(store: RunStore, client: WorkbenchClient, run_id: str) -> dict:
             f"Run {run_id} is already {run.status}; no Workbench job was started"
         )
     try:
-        job = client.submit_job(
-            str(run.id),
-            run.pipeline,
-            run.input_path_prefix,
-            run.output_path_prefix,
-            run.parameters,
-        )
+        job = start_job(client, run)
     except WorkbenchError as exc:
         log.warning(
             "submit run=%s failed (%s, transient=%s): %s",
