@@ -20,6 +20,8 @@ LIVE = ("RUNNING", "PAUSED")
 POLLER_WORKFLOW = "batch_status_poller"
 POLLER_VERSION = 1
 POLLER_CORRELATION_ID = "batch-status-poller"
+# The task each loop iteration forks its sweeps as (the poller service's worker).
+POLLER_SWEEP_TASK = "poll_status"
 
 
 class WorkflowStarter(Protocol):

@@ -8,6 +8,8 @@ import time
 
 from conductor.client.worker.worker_task import worker_task
 
+from batchcore.runs.workflow import POLLER_SWEEP_TASK
+
 from .. import polling, reconcile, resources
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def slot_config(cfg: polling.SweepConfig, slot) -> polling.SweepConfig:
 # One sweep at a time per service: a service's sweeps share its POLL_CONCURRENCY calls in
 # flight (polling.executor), so a second thread would add nothing but would take a slot that
 # another service could sweep at once (the SDK polls for as many tasks as it has threads).
-@worker_task(task_definition_name="poll_status", thread_count=1, poll_interval_millis=100)
+@worker_task(task_definition_name=POLLER_SWEEP_TASK, thread_count=1, poll_interval_millis=100)
 def poll_status(slot: int = 0, slots: int = 1) -> dict:
     """One sweep of the due SUBMITTED and RUNNING runs; the summary shows in Conductor."""
     cfg = slot_config(_sweep_config(), slot)
