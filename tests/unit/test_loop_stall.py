@@ -126,3 +126,16 @@ def test_a_stalled_id_no_longer_recorded_replaces_nothing(conductor):
     assert again == kept
     assert conductor.workflows[kept]["status"] == "RUNNING"
     assert conductor.workflows[old]["status"] == "RUNNING"
+
+
+@pytest.mark.parametrize("ended", ["TERMINATED", "FAILED", "COMPLETED", None])
+def test_a_recorded_loop_that_ended_or_vanished_is_replaced(conductor, ended):
+    store = FakeStore(FakeClock())
+    old = supervision.ensure_poller_loop(conductor, store, INTERVAL)
+    if ended is None:
+        del conductor.workflows[old]  # Conductor no longer knows it (its data purged)
+    else:
+        conductor.workflows[old]["status"] = ended
+    new = supervision.ensure_poller_loop(conductor, store, INTERVAL)
+    assert new != old and conductor.workflows[new]["status"] == "RUNNING"
+    assert store.poller_loop_id == new
