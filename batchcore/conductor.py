@@ -6,6 +6,7 @@ gunicorn workers must not inherit; the few calls needed here do not need it anyw
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -16,6 +17,7 @@ import requests
 
 from .errors import ConductorUnavailable
 from .http_errors import CONNECT_TIMEOUT, READ_TIMEOUT, UNREACHABLE, transport_failure
+from .kept_alive import KeptAliveConnections, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,10 @@ class ConductorClient:
         self._local = threading.local()
         self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
         self._sessions_lock = threading.Lock()
+        # The gateway's one call per accepted POST skips requests (see kept_alive), unless a
+        # proxy is configured for this server: then requests, which speaks to proxies.
+        proxied = bool(requests.utils.get_environ_proxies(self.base_url))
+        self._starts = None if proxied else KeptAliveConnections(self.base_url, timeout)
 
     def __repr__(self) -> str:
         return f"ConductorClient({self.base_url!r})"
@@ -103,21 +109,30 @@ class ConductorClient:
         """
         body = {"name": name, "version": version, "correlationId": correlation_id, "input": inputs}
         try:
-            resp = self._session().post(
-                f"{self.base_url}/workflow", json=body, timeout=self.timeout
-            )
+            if self._starts is not None:
+                status, text = self._starts.post_json("/workflow", json.dumps(body).encode())
+            else:
+                resp = self._session().post(
+                    f"{self.base_url}/workflow", json=body, timeout=self.timeout
+                )
+                status, text = resp.status_code, resp.text
+        except TransportError as exc:
+            raise WorkflowNotStarted(
+                self.base_url,
+                self._cause(exc.failure, exc.reason),
+                exception=_exception_text(exc.cause),
+                maybe_started=exc.failure == READ_TIMEOUT,
+            ) from exc
         except requests.RequestException as exc:
             cause, sent = self._transport_cause(exc)
             raise WorkflowNotStarted(
                 self.base_url, cause, exception=_exception_text(exc), maybe_started=sent
             ) from exc
-        text = resp.text
-        if resp.status_code >= 400:
+        if status >= 400:
             raise WorkflowNotStarted(
                 self.base_url,
-                f"refused to start workflow {name} v{version}: HTTP {resp.status_code}"
-                f"{_reason(resp)}",
-                status_code=resp.status_code,
+                f"refused to start workflow {name} v{version}: HTTP {status}{_reason(text)}",
+                status_code=status,
                 response=text[:MAX_RESPONSE_CHARS],
             )
         # The answer is the bare workflow id as text (some versions quote it as JSON).
@@ -125,8 +140,8 @@ class ConductorClient:
         if not workflow_id or len(workflow_id) > 255 or any(c.isspace() for c in workflow_id):
             raise WorkflowNotStarted(
                 self.base_url,
-                f"answered HTTP {resp.status_code} without a workflow id",
-                status_code=resp.status_code,
+                f"answered HTTP {status} without a workflow id",
+                status_code=status,
                 response=text[:MAX_RESPONSE_CHARS],
                 maybe_started=True,
             )
@@ -226,6 +241,8 @@ class ConductorClient:
         for session in sessions:
             session.close()
         self._local = threading.local()
+        if self._starts is not None:
+            self._starts.close()
 
     def _call(self, method: str, path: str, what: str, **kwargs) -> requests.Response:
         """One request; ConductorUnavailable naming the server and `what` unless it is < 400."""
@@ -241,7 +258,7 @@ class ConductorClient:
         if resp.status_code >= 400:
             raise ConductorUnavailable(
                 f"Conductor at {self.base_url} refused to {what}: HTTP {resp.status_code}"
-                f"{_reason(resp) or _text(resp)}",
+                f"{_reason(resp.text) or _text(resp.text)}",
                 details=[
                     {
                         "conductor_url": self.base_url,
@@ -255,31 +272,37 @@ class ConductorClient:
     def _transport_cause(self, exc: requests.RequestException) -> tuple[str, bool]:
         """Why a call got no answer, and whether Conductor may have acted on it anyway."""
         failure, reason = transport_failure(exc)
+        if failure not in (CONNECT_TIMEOUT, READ_TIMEOUT, UNREACHABLE):
+            return f"could not be called: {type(exc).__name__}", False
+        return self._cause(failure, reason), failure == READ_TIMEOUT
+
+    def _cause(self, failure: str, reason: str) -> str:
+        """The message's words for a class of transport failure."""
         if failure == CONNECT_TIMEOUT:
-            return f"unreachable: no connection within {self.timeout:g} s", False
+            return f"unreachable: no connection within {self.timeout:g} s"
         if failure == READ_TIMEOUT:
-            return f"did not answer within {self.timeout:g} s", True
+            return f"did not answer within {self.timeout:g} s"
         if failure == UNREACHABLE:
-            return f"unreachable: {reason}", False
-        return f"could not be called: {type(exc).__name__}", False
+            return f"unreachable: {reason}"
+        return f"could not be called: {reason}"
 
 
 def _exception_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:500]}"
 
 
-def _reason(resp: requests.Response) -> str:
+def _reason(text: str) -> str:
     """Conductor's own one-line message, when its error body has one."""
     try:
-        message = resp.json().get("message")
+        message = json.loads(text).get("message")
     except (ValueError, AttributeError):
         return ""
     return f" ({str(message)[:300]})" if message else ""
 
 
-def _text(resp: requests.Response) -> str:
+def _text(body: str) -> str:
     """The start of a body without a message field, for errors that are only logged."""
-    text = " ".join(resp.text.split())[:300]
+    text = " ".join(body.split())[:300]
     return f" ({text})" if text else ""
 
 

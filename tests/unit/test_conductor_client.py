@@ -1,4 +1,7 @@
-"""The Conductor REST client (gateway and workers), against requests-mock and a closed port."""
+"""The Conductor REST client (gateway and workers), against requests-mock and a closed port.
+
+The workflow start, which does not go through requests, is tested in test_conductor_start.
+"""
 
 from __future__ import annotations
 
@@ -50,68 +53,6 @@ def test_gateway_does_not_import_the_conductor_sdk():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "fork"
-
-
-def test_start_workflow_posts_the_contract_body_and_returns_the_text_id(client, requests_mock):
-    requests_mock.post(
-        f"{BASE}/workflow", text="3f2a-wf-id", headers={"Content-Type": "text/plain"}
-    )
-    workflow_id = client.start_workflow(
-        "batch_pipeline_run", 1, "run-1", {"pipeline_run_id": "run-1"}
-    )
-    assert workflow_id == "3f2a-wf-id"
-    sent = requests_mock.last_request
-    assert sent.timeout == 1.5
-    assert json.loads(sent.body) == {
-        "name": "batch_pipeline_run",
-        "version": 1,
-        "correlationId": "run-1",
-        "input": {"pipeline_run_id": "run-1"},
-    }
-
-
-def test_start_workflow_http_error_keeps_status_and_a_bounded_response(client, requests_mock):
-    body = {"status": 404, "message": "No such workflow defined", "filler": "x" * 5000}
-    requests_mock.post(f"{BASE}/workflow", status_code=404, json=body)
-    with pytest.raises(WorkflowNotStarted) as caught:
-        client.start_workflow("nope", 1, "run-1", {})
-    exc = caught.value
-    assert isinstance(exc, ConductorUnavailable)
-    assert exc.status_code == 404
-    assert len(exc.response) == MAX_RESPONSE_CHARS
-    assert "HTTP 404" in exc.message and "No such workflow defined" in exc.message
-    assert exc.message.startswith(f"Conductor at {BASE} ")
-    assert not exc.maybe_started
-    details = exc.error_details()
-    assert set(details) == {"conductor_url", "status_code", "response"}
-
-
-def test_start_workflow_connection_refused_names_url_and_cause():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/api"
-    with pytest.raises(WorkflowNotStarted) as caught:
-        ConductorClient(url, timeout=2).start_workflow("w", 1, "run-1", {})
-    exc = caught.value
-    assert exc.message == f"Conductor at {url} unreachable: connection refused"
-    assert exc.status_code is None and exc.exception.startswith("ConnectionError")
-    assert not exc.maybe_started
-    assert set(exc.error_details()) == {"conductor_url", "exception"}
-
-
-def test_start_workflow_read_timeout_may_have_started_it(client, requests_mock):
-    requests_mock.post(f"{BASE}/workflow", exc=requests.ReadTimeout("slow"))
-    with pytest.raises(WorkflowNotStarted) as caught:
-        client.start_workflow("w", 1, "run-1", {})
-    assert caught.value.maybe_started
-    assert "did not answer within 1.5 s" in caught.value.message
-
-
-def test_start_workflow_without_an_id_in_the_answer_fails(client, requests_mock):
-    requests_mock.post(f"{BASE}/workflow", text="")
-    with pytest.raises(WorkflowNotStarted, match="without a workflow id"):
-        client.start_workflow("w", 1, "run-1", {})
 
 
 def test_terminate_correlated_terminates_each_running_workflow(client, requests_mock):
@@ -305,19 +246,6 @@ def test_transport_failures_are_conductor_unavailable(client, requests_mock, exc
         client.terminate("wf-1", "why")
     assert caught.value.message.startswith(f"Conductor at {BASE} {cause}")
     assert not isinstance(caught.value, WorkflowNotStarted)
-
-
-def test_start_workflow_connect_timeout_did_not_start_it(client, requests_mock):
-    requests_mock.post(f"{BASE}/workflow", exc=requests.ConnectTimeout("syn"))
-    with pytest.raises(WorkflowNotStarted) as caught:
-        client.start_workflow("w", 1, "run-1", {})
-    assert not caught.value.maybe_started
-    assert caught.value.message == f"Conductor at {BASE} unreachable: no connection within 1.5 s"
-
-
-def test_start_workflow_accepts_a_json_quoted_id(client, requests_mock):
-    requests_mock.post(f"{BASE}/workflow", text='"3f2a-wf-id"\n')
-    assert client.start_workflow("w", 1, "run-1", {}) == "3f2a-wf-id"
 
 
 def test_each_thread_gets_its_own_session_and_close_closes_them_all(client, requests_mock):

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import requests_mock
-
 from batchcore.conductor import ConductorClient
 
 
@@ -28,13 +26,3 @@ def test_a_ca_bundle_named_in_the_environment_is_kept(monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corp.pem")
     session = ConductorClient("https://conductor.example/api")._session()
     assert session.verify == "/etc/ssl/corp.pem"
-
-
-def test_a_start_does_not_read_the_environment(monkeypatch):
-    client = ConductorClient("http://conductor.example:8080/api")
-    client._session()  # made before the environment changes
-    monkeypatch.setenv("HTTP_PROXY", "http://unreachable.invalid:1")
-    with requests_mock.Mocker() as mocked:
-        mocked.post("http://conductor.example:8080/api/workflow", text="wf-1")
-        assert client.start_workflow("w", 1, "run-1", {}) == "wf-1"
-        assert mocked.last_request.proxies == {}
