@@ -10,6 +10,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from batchcore import settings
 from batchcore.conductor import ConductorClient
 from batchcore.db import Database
 from batchcore.notifications import delivery, schedule
@@ -49,8 +50,8 @@ class DeliveryConfig:
 
     secret: str | None
     allowed_hosts: frozenset[str] = frozenset()
-    retry_hours: float = 24.0
-    timeout_seconds: float = 5.0
+    retry_hours: float = settings.default("WEBHOOK_RETRY_HOURS")
+    timeout_seconds: float = settings.default("WEBHOOK_TIMEOUT_SECONDS")
     concurrency: int = 16
     # A sweep stops claiming after this; what is in flight is finished (a few timeouts).
     budget_seconds: float = 20.0
@@ -61,7 +62,8 @@ class DeliveryConfig:
         return int(4 * self.timeout_seconds) + 30
 
     @classmethod
-    def from_settings(cls, cfg) -> DeliveryConfig:
+    def from_settings(cls, cfg: settings.Settings) -> DeliveryConfig:
+        """The delivery the environment sets; the sweep's limits keep their defaults."""
         return cls(
             secret=cfg.webhook_secret,
             allowed_hosts=cfg.webhook_allowed_hosts,
