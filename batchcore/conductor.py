@@ -211,8 +211,10 @@ class ConductorClient:
         try:
             resp = self._session().get(url, timeout=timeout)
         except requests.RequestException as exc:
+            failure, reason = transport_failure(exc)
+            cause = self._cause(failure, reason, timeout)
             raise ConductorUnavailable(
-                f"Conductor at {self.server_root} is unreachable: {type(exc).__name__}"
+                f"Conductor at {self.server_root} {cause} (health check)"
             ) from exc
         if resp.status_code != 200:
             raise ConductorUnavailable(
@@ -276,12 +278,13 @@ class ConductorClient:
             return f"could not be called: {type(exc).__name__}", False
         return self._cause(failure, reason), failure == READ_TIMEOUT
 
-    def _cause(self, failure: str, reason: str) -> str:
+    def _cause(self, failure: str, reason: str, timeout: float | None = None) -> str:
         """The message's words for a class of transport failure."""
+        timeout = self.timeout if timeout is None else timeout
         if failure == CONNECT_TIMEOUT:
-            return f"unreachable: no connection within {self.timeout:g} s"
+            return f"unreachable: no connection within {timeout:g} s"
         if failure == READ_TIMEOUT:
-            return f"did not answer within {self.timeout:g} s"
+            return f"did not answer within {timeout:g} s"
         if failure == UNREACHABLE:
             return f"unreachable: {reason}"
         return f"could not be called: {reason}"

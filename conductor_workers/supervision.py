@@ -12,7 +12,13 @@ from batchcore.conductor import ConductorClient, is_not_found
 from batchcore.db import Database
 from batchcore.errors import ConductorUnavailable, DomainError
 from batchcore.runs.store import RunStore
-from batchcore.runs.workflow import LIVE, POLLER_CORRELATION_ID, POLLER_VERSION, POLLER_WORKFLOW
+from batchcore.runs.workflow import (
+    LIVE,
+    POLLER_CORRELATION_ID,
+    POLLER_SWEEP_TASK,
+    POLLER_VERSION,
+    POLLER_WORKFLOW,
+)
 
 CHECK_EVERY_SECONDS = 15
 # After failed checks the keeper waits longer, up to this, and never gives up.
@@ -39,7 +45,9 @@ class Loop:
     sweep_task: str
 
 
-POLLER_LOOP = Loop("poller", POLLER_WORKFLOW, POLLER_VERSION, POLLER_CORRELATION_ID, "poll_status")
+POLLER_LOOP = Loop(
+    "poller", POLLER_WORKFLOW, POLLER_VERSION, POLLER_CORRELATION_ID, POLLER_SWEEP_TASK
+)
 
 
 def readiness(db: Database, conductor: ConductorClient) -> dict:

@@ -12,13 +12,14 @@ import requests
 from batchcore.db import Database
 from batchcore.errors import ConductorUnavailable
 from batchcore.runs import overview
+from batchcore.runs.workflow import POLLER_SWEEP_TASK
 
 from . import services, workflow_view
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 2.0
-POLL_TASK = "poll_status"
+POLL_TASK = POLLER_SWEEP_TASK
 
 
 def count_runs_by_status(db: Database, pipeline: str | None = None) -> dict[str, int]:

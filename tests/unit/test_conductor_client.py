@@ -296,3 +296,14 @@ def test_decide_asks_conductor_to_evaluate_the_workflow_once(client, requests_mo
     requests_mock.put(f"{BASE}/workflow/decide/wf-2", status_code=500, json={"message": "boom"})
     with pytest.raises(ConductorUnavailable, match="decide a workflow: HTTP 500"):
         client.decide("wf-2")
+
+
+def test_a_failed_health_check_says_why_in_the_shared_wording():
+    url = closed_port_url()
+    with pytest.raises(ConductorUnavailable) as caught:
+        ConductorClient(url).check_health(timeout=1)
+    root = url.removesuffix("/api")
+    assert (
+        caught.value.message
+        == f"Conductor at {root} unreachable: connection refused (health check)"
+    )
