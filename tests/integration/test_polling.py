@@ -199,7 +199,9 @@ def test_req_5_4_sigkill_mid_sweep_loses_and_duplicates_no_transition(
         submitted_run(database, workbench_client, {"duration_seconds": 0.1, "queue_seconds": 0})
         for _ in range(6)
     ]
-    simulator.faults(slow={"seconds": 4, "rate": 1.0})
+    simulator.faults(
+        slow={"seconds": 4, "rate": 1.0}, job_ids=[r["workbench_job_id"] for r in runs]
+    )
     code = (
         "import sys;"
         "from batchcore.db import Database; from batchcore.workbench import WorkbenchClient;"
@@ -256,7 +258,10 @@ def test_req_3_7_rate_limited_status_calls_honour_retry_after(
     stack_env, simulator, workbench_client, database
 ):
     run = submitted_run(database, workbench_client, {"duration_seconds": 30})
-    simulator.faults(rate_limit={"count": 2, "retry_after": 1, "only": "status"})
+    simulator.faults(
+        rate_limit={"count": 2, "retry_after": 1, "only": "status"},
+        job_ids=[run["workbench_job_id"]],
+    )
     slept = []
 
     def sleep(seconds):
@@ -275,7 +280,9 @@ def test_req_3_7_failing_status_calls_back_off_with_growing_jittered_delays(
     stack_env, simulator, workbench_client, database
 ):
     run = submitted_run(database, workbench_client, {"duration_seconds": 30})
-    simulator.faults(error_5xx={"status": 502, "count": 3, "only": "status"})
+    simulator.faults(
+        error_5xx={"status": 502, "count": 3, "only": "status"}, job_ids=[run["workbench_job_id"]]
+    )
     slept = []
     cfg = polling.SweepConfig(max_retries=3, retry_base_seconds=0.05, retry_cap_seconds=1)
     polling.fetch_status(

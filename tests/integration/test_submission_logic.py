@@ -39,7 +39,7 @@ def test_req_5_1_transient_workbench_errors_go_back_to_conductor(
     database, workbench_client, simulator
 ):
     run = make_run(database)
-    simulator.faults(error_5xx={"status": 503, "count": 1})
+    simulator.faults(error_5xx={"status": 503, "count": 1}, run_ids=[run["id"]])
     with pytest.raises(submission.TransientFailure, match="HTTP 503"):
         submission.submit(RunStore(database), workbench_client, str(run["id"]))
     assert simulator.jobs(run["id"]) == []
