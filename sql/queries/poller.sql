@@ -2,19 +2,24 @@
 -- One round trip takes a lease on a batch of due runs; SKIP LOCKED and the lease keep
 -- concurrent pollers apart, and no transaction stays open while the Workbench is asked.
 -- Each claim takes a new lease token: write-backs are fenced by it (apply_poll_results).
+-- Due runs come in next_poll_at order from the poll schedule's index (migration 0015); the
+-- lease columns are in no index, so taking a lease can be a HOT update of the run.
 UPDATE pipeline_runs r
 SET poll_lease_until = now() + %(lease_seconds)s * interval '1 second',
     poll_lease_token = %(lease_token)s
-FROM (
-    SELECT id FROM pipeline_runs
-    WHERE status IN ('SUBMITTED', 'RUNNING')
-      AND next_poll_at <= now()
-      AND (poll_lease_until IS NULL OR poll_lease_until < now())
-    ORDER BY next_poll_at
+-- The batch's ids as an array, so that each run is found by its key (a join read them all).
+WHERE r.id = ANY (ARRAY(
+    -- Only active runs are on the schedule (its trigger keeps it so): asking their status here
+    -- too would make the planner, which cannot know that, expect few matches and read every
+    -- active run for each batch.
+    SELECT run.id FROM pipeline_run_polls p
+    JOIN pipeline_runs run ON run.id = p.run_id
+    WHERE p.next_poll_at <= now()
+      AND (run.poll_lease_until IS NULL OR run.poll_lease_until < now())
+    ORDER BY p.next_poll_at
     LIMIT %(batch_size)s
-    FOR UPDATE SKIP LOCKED
-) due
-WHERE r.id = due.id
+    FOR UPDATE OF run SKIP LOCKED
+))
 RETURNING r.id, r.status, r.workbench_job_id, r.poll_failures, r.poll_lease_token,
           r.cancel_requested_at, r.cancel_requested_by, r.cancel_reason, r.cancel_sent_at,
           r.deadline_at
