@@ -98,6 +98,13 @@ FROM runs r CROSS JOIN LATERAL (VALUES
 ) AS e(at, source, previous_status, status, message)
 """
 
+# The poll schedule of the active runs (migration 0015's trigger keeps it in service).
+SCHEDULE = """
+INSERT INTO pipeline_run_polls (run_id, next_poll_at)
+SELECT id, next_poll_at FROM pipeline_runs
+WHERE status IN ('SUBMITTED', 'RUNNING') AND next_poll_at IS NOT NULL
+"""
+
 # Recent active runs, every one due a poll; of the first FAILING, half have had their job
 # answered 404 for a while (some past the reconciler's 10), half an answer retrying cannot fix.
 ACTIVE_RUNS = """
@@ -247,9 +254,12 @@ def _load(env: dict[str, str], shape: Shape) -> None:
             cur.execute(ACTIVE_RUNS, {"count": shape.active, "failing": FAILING})
             cur.execute(PENDING_RUNS, {"count": STUCK_PENDING})
             cur.execute("SET session_replication_role = DEFAULT")
+            # The schedule's trigger did not fire under the replica role: fill it as it would.
+            cur.execute(SCHEDULE)
             # What autovacuum would have done by the time a table holds this history.
             cur.execute("VACUUM ANALYZE pipeline_runs")
             cur.execute("VACUUM ANALYZE pipeline_run_events")
+            cur.execute("VACUUM ANALYZE pipeline_run_polls")
             cur.execute(f"COMMENT ON DATABASE {shape.name} IS %s", (fingerprint(shape),))
     finally:
         conn.close()

@@ -28,7 +28,7 @@ FROM (VALUES %s) AS v(n, id, job)
 RESET = """
 ALTER TABLE pipeline_runs DISABLE TRIGGER pipeline_runs_no_truncate;
 ALTER TABLE pipeline_run_events DISABLE TRIGGER pipeline_run_events_no_truncate;
-TRUNCATE pipeline_run_events, pipeline_runs;
+TRUNCATE pipeline_run_events, pipeline_run_polls, pipeline_runs;
 ALTER TABLE pipeline_runs ENABLE TRIGGER pipeline_runs_no_truncate;
 ALTER TABLE pipeline_run_events ENABLE TRIGGER pipeline_run_events_no_truncate;
 """
