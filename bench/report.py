@@ -16,6 +16,23 @@ FIGURES = [
         "{direct_starts_per_second:.1f}/s straight to Conductor, {gateway_concurrency} conn.",
     ),
     (
+        "gateway_cpu_ms_per_accept",
+        "<= 1.5",
+        lambda v, r: v <= 1.5,
+        "rounds {gateway_cpu_ms_per_accept_rounds}; in process "
+        "{gateway_in_process_cpu_ms_per_accept:.2f} ms; Conductor "
+        "{cpu_ms_per_request_gateway_conductor:.2f}, PostgreSQL "
+        "{cpu_ms_per_request_gateway_postgres:.2f} ms per accept",
+    ),
+    (
+        "gateway_db_round_trips_per_accept",
+        "<= 3",
+        lambda v, r: v <= 3,
+        "{gateway_db_statements_per_accept:.0f} statements, "
+        "{gateway_db_transactions_per_accept:.0f} transactions; "
+        "{gateway_db_round_trips_per_accept_before} before",
+    ),
+    (
         "gateway_p99_overhead_ms",
         "<= 10",
         lambda v, r: v <= 10,
