@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         common.drop_bench_database(env)
 
     results["duration_s"] = round(time.monotonic() - started, 1)
-    path = report.write(results, Path(args.out))
+    path = report.write(results, Path(args.out), partial=parts != set(PARTS))
     print(report.table(results))
     print(f"\nwritten to {path}")
     return 0

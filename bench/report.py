@@ -240,9 +240,10 @@ def flatten(results: dict) -> dict:
     return flat
 
 
-def write(results: dict, path: Path) -> Path:
-    """Update `path` with these results: a partial run (--only) replaces only its own keys."""
+def write(results: dict, path: Path, partial: bool = True) -> Path:
+    """Update `path` with these results: a partial run (--only) replaces only its own keys,
+    a whole run the file (no figure of an older run is left beside its own)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = json.loads(path.read_text()) if path.exists() else {}
+    kept = json.loads(path.read_text()) if partial and path.exists() else {}
     path.write_text(json.dumps(kept | flatten(results), indent=2, sort_keys=True) + "\n")
     return path
