@@ -16,6 +16,8 @@ import threading
 import weakref
 from urllib.parse import urlsplit
 
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
+
 from .http_errors import CONNECT_TIMEOUT, FAILED, READ_TIMEOUT, UNREACHABLE, connection_reason
 
 
@@ -138,11 +140,11 @@ def _dropped(sock) -> bool:
 
 
 def _tls_context() -> ssl.SSLContext:
-    """The default verifying context, with the CA bundle requests would have used, if named."""
+    """A verifying context trusting what requests would: the named CA bundle, or certifi's."""
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     try:
         if bundle and os.path.isdir(bundle):
             return ssl.create_default_context(capath=bundle)
-        return ssl.create_default_context(cafile=bundle or None)
+        return ssl.create_default_context(cafile=bundle or DEFAULT_CA_BUNDLE_PATH)
     except (OSError, ssl.SSLError) as exc:
         raise TransportError(FAILED, "its CA bundle could not be read", exc) from exc

@@ -33,9 +33,10 @@ class Seen:
 
 
 class ScriptedServer:
-    """Answers requests in order from `answers` (the last one repeats); records each in `seen`."""
+    """Answers requests in order from `answers` (the last one repeats); records each in `seen`.
+    With `tls` (an ssl.SSLContext of the server's certificate) it speaks HTTPS."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls=None) -> None:
         self.answers: deque[Answer] = deque([Answer()])
         self.seen: list[Seen] = []
         self.closed = threading.Event()
@@ -70,7 +71,11 @@ class ScriptedServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/api"
+        scheme = "http"
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self._httpd.server_address[1]}/api"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> ScriptedServer:

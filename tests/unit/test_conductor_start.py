@@ -9,6 +9,8 @@ from __future__ import annotations
 import gc
 import json
 import socket
+import ssl
+import subprocess
 import threading
 from collections import deque
 
@@ -218,3 +220,49 @@ def test_an_unreadable_ca_bundle_fails_the_start_with_a_clear_cause(monkeypatch)
     with pytest.raises(WorkflowNotStarted) as caught:
         start(ConductorClient("https://127.0.0.1:9/api", timeout=1))
     assert caught.value.message.endswith("could not be called: its CA bundle could not be read")
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1 (cert.pem, key.pem)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_an_https_server_is_verified_against_the_named_ca_bundle(monkeypatch, certificate):
+    cert, key = certificate
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    with ScriptedServer(tls=tls) as server:
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        with pytest.raises(WorkflowNotStarted) as caught:
+            start(ConductorClient(server.url, timeout=2))
+        assert caught.value.message.endswith("unreachable: the TLS handshake failed")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        trusting = ConductorClient(server.url, timeout=2)
+        assert start(trusting) == "wf-1"
+        trusting.close()
