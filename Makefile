@@ -43,7 +43,7 @@ chaos: up
 	$(PY) -m chaos $(SCENARIOS) $(if $(REPEAT),--repeat $(REPEAT))
 
 # Benchmarks against the running stack, each figure a ratio to a baseline measured in the
-# same run (about 10 minutes on 2 cores): a table, and bench/results/latest.json.
+# same run (about 30 minutes on 2 cores): a table, and bench/results/latest.json.
 bench: up
 	$(PY) -m bench
 
