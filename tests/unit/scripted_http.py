@@ -19,6 +19,7 @@ class Answer:
     delay: float = 0.0
     connection_close: bool = False  # says "Connection: close" and closes
     close_after: bool = False  # closes the kept-alive connection without saying so (idle close)
+    together: threading.Barrier | None = None  # answers only once this many requests are in
 
 
 @dataclass
@@ -39,7 +40,7 @@ class ScriptedServer:
     def __init__(self, tls=None) -> None:
         self.answers: deque[Answer] = deque([Answer()])
         self.seen: list[Seen] = []
-        self.closed = threading.Event()
+        self.closed = threading.Event()  # set once a connection has been closed
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,6 +52,8 @@ class ScriptedServer:
                 server.seen.append(seen)
                 answer = server.answers.popleft() if len(server.answers) > 1 else server.answers[0]
                 time.sleep(answer.delay)
+                if answer.together is not None:
+                    answer.together.wait(timeout=10)
                 data = answer.body.encode()
                 self.send_response(answer.status)
                 self.send_header("Content-Type", answer.content_type)
@@ -62,14 +65,15 @@ class ScriptedServer:
                 if answer.close_after:
                     self.close_connection = True
 
-            def finish(self) -> None:
-                super().finish()
-                server.closed.set()
-
             def log_message(self, *args) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def shutdown_request(self, request) -> None:
+                super().shutdown_request(request)
+                server.closed.set()  # the connection's socket is closed by now
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         scheme = "http"
         if tls is not None:

@@ -60,7 +60,8 @@ def test_starts_one_after_another_reuse_one_connection_and_concurrent_ones_do_no
     start(client)
     start(client)
     assert server.seen[0].client_port == server.seen[1].client_port
-    server.answers[0] = Answer(delay=0.3)
+    # Each answer waits until all three requests are in: they are in flight at once.
+    server.answers[0] = Answer(together=threading.Barrier(3))
     threads = [threading.Thread(target=start, args=(client,)) for _ in range(3)]
     for thread in threads:
         thread.start()
