@@ -49,9 +49,15 @@ def private_workflow(conductor_url, database):
         cur.execute("UPDATE pipelines SET workflow_name = %s WHERE name = 'demo-batch'", (name,))
     started: list[str] = []
     yield name, started
-    for run_id in started:
+    remove_private(conductor_url, name, started, taskdef=name)
+
+
+def remove_private(conductor_url: str, name: str, correlation_ids, taskdef: str | None) -> None:
+    """Terminate the open executions of private workflow `name` (version 1) for these
+    correlation ids, then delete its definition and, if named, its task's."""
+    for correlation_id in correlation_ids:
         resp = requests.get(
-            f"{conductor_url}/workflow/{name}/correlated/{run_id}",
+            f"{conductor_url}/workflow/{name}/correlated/{correlation_id}",
             params={"includeClosed": "false"},
             timeout=10,
         )
@@ -62,4 +68,5 @@ def private_workflow(conductor_url, database):
                 timeout=10,
             )
     requests.delete(f"{conductor_url}/metadata/workflow/{name}/1", timeout=10)
-    requests.delete(f"{conductor_url}/metadata/taskdefs/{name}", timeout=10)
+    if taskdef is not None:
+        requests.delete(f"{conductor_url}/metadata/taskdefs/{taskdef}", timeout=10)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from batchcore.conductor import ConductorClient
 from batchcore.errors import RunTerminal
 from batchcore.runs import lifecycle
 from batchcore.runs.model import Transition
@@ -24,13 +23,6 @@ CFG = polling.SweepConfig(
 )
 # The simulator takes this long to cancel a job: the asynchronous path is exercised.
 SLOW_JOB = {"simulate": {"queue_seconds": 1, "duration_seconds": 120, "cancel_seconds": 1}}
-
-
-@pytest.fixture
-def conductor(conductor_url):
-    client = ConductorClient(conductor_url)
-    yield client
-    client.close()
 
 
 class AnswerLate:

@@ -10,16 +10,9 @@ import uuid
 import pytest
 import requests
 
-from batchcore.conductor import ConductorClient
 from batchcore.runs.store import RunStore
 from conductor_workers import supervision
-
-
-@pytest.fixture
-def conductor(conductor_url):
-    client = ConductorClient(conductor_url)
-    yield client
-    client.close()
+from tests.integration.private_workflow import remove_private
 
 
 @pytest.fixture
@@ -45,19 +38,7 @@ def unswept_loop(conductor_url):
         timeout=10,
     ).raise_for_status()
     yield loop
-    resp = requests.get(
-        f"{conductor_url}/workflow/{name}/correlated/{loop.correlation_id}",
-        params={"includeClosed": "false"},
-        timeout=10,
-    )
-    for wf in resp.json():
-        requests.delete(
-            f"{conductor_url}/workflow/{wf['workflowId']}",
-            params={"reason": "test cleanup"},
-            timeout=10,
-        )
-    requests.delete(f"{conductor_url}/metadata/workflow/{name}/1", timeout=10)
-    requests.delete(f"{conductor_url}/metadata/taskdefs/{name}", timeout=10)
+    remove_private(conductor_url, name, [loop.correlation_id], taskdef=name)
 
 
 def test_issue_11_a_running_loop_that_stopped_sweeping_is_replaced(

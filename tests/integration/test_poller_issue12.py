@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batchcore.conductor import ConductorClient
 from batchcore.runs.model import PollOutcome, Transition
 from batchcore.runs.store import RunStore
 from batchcore.workbench import JobStatus
@@ -17,13 +16,6 @@ from conductor_workers import polling, reconcile
 from tests.integration.helpers import fetch_run, history, make_run
 
 CFG = polling.SweepConfig(batch_size=10, concurrency=2, max_retries=0, interval_seconds=5)
-
-
-@pytest.fixture
-def conductor(conductor_url):
-    client = ConductorClient(conductor_url)
-    yield client
-    client.close()
 
 
 def active_run(database, status: str = "SUBMITTED") -> uuid.UUID:

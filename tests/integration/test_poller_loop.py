@@ -11,13 +11,7 @@ import requests
 
 from batchcore.conductor import ConductorClient
 from batchcore.runs.store import RunStore
-
-
-@pytest.fixture
-def conductor(conductor_url):
-    client = ConductorClient(conductor_url)
-    yield client
-    client.close()
+from tests.integration.private_workflow import remove_private
 
 
 @pytest.fixture
@@ -38,18 +32,7 @@ def absent_loop(conductor_url):
         timeout=10,
     ).raise_for_status()
     yield name, correlation_id
-    resp = requests.get(
-        f"{conductor_url}/workflow/{name}/correlated/{correlation_id}",
-        params={"includeClosed": "false"},
-        timeout=10,
-    )
-    for wf in resp.json():
-        requests.delete(
-            f"{conductor_url}/workflow/{wf['workflowId']}",
-            params={"reason": "test cleanup"},
-            timeout=10,
-        )
-    requests.delete(f"{conductor_url}/metadata/workflow/{name}/1", timeout=10)
+    remove_private(conductor_url, name, [correlation_id], taskdef=None)
 
 
 def test_req_3_1_two_worker_services_never_start_two_poller_loops(

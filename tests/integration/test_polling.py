@@ -63,13 +63,6 @@ def counting_client(stack_env):
     client.close()
 
 
-@pytest.fixture
-def conductor(conductor_url):
-    client = ConductorClient(conductor_url)
-    yield client
-    client.close()
-
-
 def submitted_run(database, client, simulate: dict | None = None) -> dict:
     """A run whose job the simulator really has, recorded SUBMITTED."""
     run = make_run(database, {"simulate": simulate} if simulate else {})

@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 
-from batchcore.conductor import ConductorClient
 from batchcore.runs.store import RunStore
 from conductor_workers import reconcile, submission
 from tests.integration import private_workflow as workflows
@@ -22,13 +21,6 @@ CFG = reconcile.ReconcileConfig(
     max_restarts=2,
     max_not_found_failures=3,
 )
-
-
-@pytest.fixture
-def conductor(conductor_url):
-    client = ConductorClient(conductor_url)
-    yield client
-    client.close()
 
 
 def _age(database, run_id, seconds=600):

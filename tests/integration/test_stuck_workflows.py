@@ -18,7 +18,6 @@ import psycopg2
 import pytest
 import requests
 
-from batchcore.conductor import ConductorClient
 from batchcore.runs import lifecycle, workflow
 from batchcore.runs.model import Transition
 from batchcore.runs.store import RunStore
@@ -109,13 +108,6 @@ class PrivateRunWorkflow:
         requests.delete(f"{self.api}/metadata/workflow/{self.name}/1", timeout=10)
         for name in (self.submit, self.persist):
             requests.delete(f"{self.api}/metadata/taskdefs/{name}", timeout=10)
-
-
-@pytest.fixture
-def conductor(conductor_url):
-    client = ConductorClient(conductor_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture
