@@ -8,11 +8,10 @@ import threading
 import uuid
 
 import pytest
-import requests
 
 from batchcore.runs.store import RunStore
 from conductor_workers import supervision
-from tests.integration.private_workflow import remove_private
+from tests.integration.private_workflow import register_private, remove_private
 
 
 @pytest.fixture
@@ -20,23 +19,8 @@ def unswept_loop(conductor_url):
     """A private loop whose one task no worker polls: it runs and never sweeps."""
     name = f"test_stall_{uuid.uuid4().hex[:8]}"
     loop = supervision.Loop("test", name, 1, f"{name}-loop", name)
-    requests.post(
-        f"{conductor_url}/metadata/taskdefs",
-        json=[{"name": name, "retryCount": 0, "timeoutSeconds": 600, "responseTimeoutSeconds": 60}],
-        timeout=10,
-    ).raise_for_status()
-    requests.put(
-        f"{conductor_url}/metadata/workflow",
-        json=[
-            {
-                "name": name,
-                "version": 1,
-                "schemaVersion": 2,
-                "tasks": [{"name": name, "taskReferenceName": "sweep", "type": "SIMPLE"}],
-            }
-        ],
-        timeout=10,
-    ).raise_for_status()
+    sweep = {"name": name, "taskReferenceName": "sweep", "type": "SIMPLE"}
+    register_private(conductor_url, name, [sweep], task_response_timeout=60)
     yield loop
     remove_private(conductor_url, name, [loop.correlation_id], taskdef=name)
 

@@ -7,11 +7,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 from batchcore.conductor import ConductorClient
 from batchcore.runs.store import RunStore
-from tests.integration.private_workflow import remove_private
+from tests.integration.private_workflow import register_private, remove_private
 
 
 @pytest.fixture
@@ -19,18 +18,8 @@ def absent_loop(conductor_url):
     """A private loop workflow (one WAIT) that nothing runs yet: (name, correlation id)."""
     name = f"test_loop_{uuid.uuid4().hex[:8]}"
     correlation_id = f"{name}-loop"
-    requests.put(
-        f"{conductor_url}/metadata/workflow",
-        json=[
-            {
-                "name": name,
-                "version": 1,
-                "schemaVersion": 2,
-                "tasks": [{"name": "loop_wait", "taskReferenceName": "loop_wait", "type": "WAIT"}],
-            }
-        ],
-        timeout=10,
-    ).raise_for_status()
+    wait = {"name": "loop_wait", "taskReferenceName": "loop_wait", "type": "WAIT"}
+    register_private(conductor_url, name, [wait])
     yield name, correlation_id
     remove_private(conductor_url, name, [correlation_id], taskdef=None)
 
