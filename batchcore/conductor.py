@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import weakref
 from urllib.parse import quote
@@ -17,7 +16,7 @@ import requests
 
 from .errors import ConductorUnavailable
 from .http_errors import CONNECT_TIMEOUT, READ_TIMEOUT, UNREACHABLE, transport_failure
-from .kept_alive import KeptAliveConnections, TransportError
+from .kept_alive import KeptAliveConnections, TransportError, ca_bundle
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +93,7 @@ class ConductorClient:
             # trust_env is on (a third of a workflow start's CPU in the gateway's profile):
             # they are read once here, for this server, with the CA bundle they may name.
             session.proxies = requests.utils.get_environ_proxies(self.base_url)
-            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get(
-                "CURL_CA_BUNDLE", True
-            )
+            session.verify = ca_bundle() or True
             session.trust_env = False
             with self._sessions_lock:
                 self._sessions.add(session)

@@ -139,9 +139,14 @@ def _dropped(sock) -> bool:
     return bool(readable)
 
 
+def ca_bundle() -> str | None:
+    """The CA bundle the environment names for requests (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE)."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+
+
 def _tls_context() -> ssl.SSLContext:
     """A verifying context trusting what requests would: the named CA bundle, or certifi's."""
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    bundle = ca_bundle()
     try:
         if bundle and os.path.isdir(bundle):
             return ssl.create_default_context(capath=bundle)
