@@ -19,7 +19,6 @@ from . import services, workflow_view
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 2.0
-POLL_TASK = POLLER_SWEEP_TASK
 
 
 def count_runs_by_status(db: Database, pipeline: str | None = None) -> dict[str, int]:
@@ -57,7 +56,7 @@ def poller_loop(conductor, workflow_id: str) -> dict:
     sweeps = [
         task
         for task in sorted(execution.get("tasks") or [], key=lambda task: task.get("seq") or 0)
-        if task.get("taskType") == POLL_TASK and task.get("status") == "COMPLETED"
+        if task.get("taskType") == POLLER_SWEEP_TASK and task.get("status") == "COMPLETED"
     ]
     last = sweeps[-1] if sweeps else None
     return {
