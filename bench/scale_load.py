@@ -5,11 +5,12 @@ databases whose count matches, when BENCH_SCALE_KEEP=1), so a long load can run 
 stack lock and the measuring under it.
 
 Each database is migrated with batchcore.migrate as the service's role, then filled by an
-admin session with session_replication_role = replica: the audit trail's triggers (actor,
-notifications) and foreign-key checks would cost a lookup per event, and the loader writes
-the actor itself. Runs are spread over a year, newest last; failures are both spread (one in
-41, none in the last five weeks: the cause was fixed) and clustered (two old incidents); a
-few of the newest ended runs still await their workflow's sync. Active runs are recent, all
+admin session, the ended runs with session_replication_role = replica: the audit trail's
+triggers (actor, notifications) and foreign-key checks would cost a lookup per event, and the
+loader writes the actor itself. The few open runs go in with every trigger, as in service.
+Runs are spread over a year, newest last; failures are both spread (one in 41, none in the
+last five weeks: the cause was fixed) and clustered (two old incidents); a few of the newest
+ended runs still await their workflow's sync. Active runs are recent, all
 due a poll, some failing to be read.
 """
 
@@ -96,13 +97,6 @@ FROM runs r CROSS JOIN LATERAL (VALUES
      CASE WHEN r.status = 'FAILED' THEN 'Workbench job failed' ELSE 'Workbench job succeeded'
      END)
 ) AS e(at, source, previous_status, status, message)
-"""
-
-# The poll schedule of the active runs (migration 0015's trigger keeps it in service).
-SCHEDULE = """
-INSERT INTO pipeline_run_polls (run_id, next_poll_at)
-SELECT id, next_poll_at FROM pipeline_runs
-WHERE status IN ('SUBMITTED', 'RUNNING') AND next_poll_at IS NOT NULL
 """
 
 # Recent active runs, every one due a poll; of the first FAILING, half have had their job
@@ -251,11 +245,11 @@ def _load(env: dict[str, str], shape: Shape) -> None:
                     },
                 )
                 log(f"  {shape.name}: {last:,} ended runs ({time.monotonic() - started:.0f} s)")
+            # The few open runs go in with every trigger, as in service: the poll schedule
+            # (migration 0015) is filled by its own trigger.
+            cur.execute("SET session_replication_role = DEFAULT")
             cur.execute(ACTIVE_RUNS, {"count": shape.active, "failing": FAILING})
             cur.execute(PENDING_RUNS, {"count": STUCK_PENDING})
-            cur.execute("SET session_replication_role = DEFAULT")
-            # The schedule's trigger did not fire under the replica role: fill it as it would.
-            cur.execute(SCHEDULE)
             # What autovacuum would have done by the time a table holds this history.
             cur.execute("VACUUM ANALYZE pipeline_runs")
             cur.execute("VACUUM ANALYZE pipeline_run_events")
